@@ -1,0 +1,1 @@
+"""Generator of Apache/mod_wsgi daemon configs."""

@@ -1,0 +1,1 @@
+"""Staff-only live dashboard."""

@@ -1,0 +1,1 @@
+"""A Django database ENGINE for PostgreSQL that keeps connections across requests."""

@@ -1,0 +1,121 @@
+"""Session fixtures: a throwaway PostgreSQL cluster, demo data, and the site under mod_wsgi.
+
+The cluster starts on a free port for the test session and is deleted at the end,
+unless ``TEST_DATABASE_URL`` names a server to use instead (then the tests that must
+stop or restart the server are skipped, since they cannot control it).
+"""
+
+import os
+import shutil
+import tempfile
+
+import dj_database_url
+import pytest
+
+from tests.support.modwsgi import ModWsgiServer
+from tests.support.pgcluster import PgCluster
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """The throwaway cluster (None when TEST_DATABASE_URL is used)."""
+    if os.environ.get("TEST_DATABASE_URL"):
+        yield None
+        return
+    cluster = PgCluster(tempfile.mkdtemp(prefix="pgtest-")).init().start()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+def controllable_cluster(pg_cluster):
+    """The cluster for tests that stop or restart the server; always started again after."""
+    if pg_cluster is None:
+        pytest.skip("TEST_DATABASE_URL is set: this test must stop/restart its own server")
+    yield pg_cluster
+    if not pg_cluster.is_running():
+        pg_cluster.start()
+    pg_cluster.wait_ready()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(pg_cluster):
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if pg_cluster is None:
+        target = dj_database_url.parse(os.environ["TEST_DATABASE_URL"])
+        for key in ("NAME", "USER", "PASSWORD", "HOST", "PORT"):
+            db[key] = target[key]
+    else:
+        db.update(
+            NAME="site", USER=pg_cluster.superuser, PASSWORD="", HOST=pg_cluster.host,
+            PORT=str(pg_cluster.port),
+        )
+
+
+@pytest.fixture
+def demo_data(django_db_setup, django_db_blocker):
+    """Committed demo rows in the test database, visible to other processes (the server).
+
+    Idempotent: TransactionTestCase-style tests flush the database, so reload if needed.
+    """
+    from django.core.management import call_command
+
+    with django_db_blocker.unblock():
+        call_command("load_demo_data", items=300, verbosity=0)
+
+
+@pytest.fixture(scope="session")
+def test_db_url(django_db_setup):
+    """URL of the test database that pytest-django created (for subprocesses)."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
+    return f"postgres://{auth}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
+
+
+@pytest.fixture
+def site_env(test_db_url):
+    """Environment for a site process: the test database, production-like settings."""
+    return {
+        "DATABASE_URL": test_db_url,
+        "DJANGO_SECRET_KEY": os.environ["DJANGO_SECRET_KEY"],
+        "DJANGO_DEBUG": "0",
+        "DJANGO_HTTPS": "0",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DJANGO_ENV_FILE": "/dev/null",
+    }
+
+
+@pytest.fixture
+def live_site(site_env, demo_data):
+    """Factory: ``live_site(processes=2, threads=1, **env)`` starts mod_wsgi-express.
+
+    Its server root lives in a fresh directory under /tmp that the daemon user can read
+    (pytest's own tmp_path is private to root).
+    """
+    servers = []
+
+    def start(processes=2, threads=1, **env):
+        work = tempfile.mkdtemp(prefix="site-e2e-")
+        server = ModWsgiServer(
+            work, {**site_env, "DJANGO_VAR_DIR": work + "/var", **env},
+            processes=processes, threads=threads,
+        )
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()
+        shutil.rmtree(server.work_dir, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Everything that starts Apache daemons carries the ``apache`` marker."""
+    for item in items:
+        if "live_site" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.apache)

@@ -1,0 +1,140 @@
+"""A throwaway PostgreSQL cluster for tests: initdb, start, stop, restart, connect.
+
+initdb and postgres refuse to run as root, so as root they run as the ``postgres`` OS
+user (``runuser``) on a directory it owns. The cluster listens on 127.0.0.1 and on a
+unix socket in its own directory, with trust authentication (it is never reachable
+from outside the machine and is deleted at the end of the session).
+"""
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import psycopg2
+
+PG_USER_OS = "postgres"
+
+
+def pg_bindir():
+    if os.environ.get("PG_BINDIR"):
+        return Path(os.environ["PG_BINDIR"])
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
+    if candidates:
+        return Path(candidates[-1])
+    initdb = shutil.which("initdb")
+    if initdb:
+        return Path(initdb).parent
+    raise RuntimeError("PostgreSQL server binaries not found: apt-get install postgresql")
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PgCluster:
+    """One PostgreSQL server in ``base_dir`` (data/, socket/, log) on ``port``."""
+
+    def __init__(self, base_dir, port=None, max_connections=100, settings=None):
+        self.base_dir = Path(base_dir)
+        self.data_dir = self.base_dir / "data"
+        self.socket_dir = self.base_dir / "socket"
+        self.log_file = self.base_dir / "postgres.log"
+        self.port = port or free_port()
+        self.max_connections = max_connections
+        self.settings = settings or {}
+        self.bindir = pg_bindir()
+        self.host = "127.0.0.1"
+        self.superuser = "postgres"
+
+    # -- running the server binaries ---------------------------------------------------
+    def _run(self, *args, check=True, timeout=120):
+        cmd = [str(self.bindir / args[0]), *map(str, args[1:])]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", PG_USER_OS, "--", *cmd]
+        return subprocess.run(
+            cmd, check=check, timeout=timeout, capture_output=True, text=True, cwd="/"
+        )
+
+    def init(self):
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.socket_dir.mkdir(exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.base_dir, PG_USER_OS, PG_USER_OS)
+            shutil.chown(self.socket_dir, PG_USER_OS, PG_USER_OS)
+        self._run(
+            "initdb", "-D", self.data_dir, "-U", self.superuser, "--auth=trust",
+            "-E", "UTF8", "--locale=C", "--no-sync",
+        )
+        conf = {
+            "listen_addresses": "'127.0.0.1'",
+            "port": self.port,
+            "unix_socket_directories": f"'{self.socket_dir}'",
+            "max_connections": self.max_connections,
+            "shared_preload_libraries": "'pg_stat_statements'",
+            "pg_stat_statements.track": "all",
+            # A throwaway cluster: durability costs time and proves nothing here.
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+            **self.settings,
+        }
+        with open(self.data_dir / "postgresql.auto.conf", "a") as fh:
+            for key, value in conf.items():
+                fh.write(f"{key} = {value}\n")
+        return self
+
+    def start(self):
+        self._run("pg_ctl", "-D", self.data_dir, "-l", self.log_file, "-w", "-t", "60", "start")
+        return self
+
+    def stop(self, mode="fast"):
+        self._run("pg_ctl", "-D", self.data_dir, "-m", mode, "-w", "-t", "60", "stop", check=False)
+
+    def restart(self, mode="fast"):
+        self.stop(mode)
+        self.start()
+
+    def is_running(self):
+        return self._run("pg_ctl", "-D", self.data_dir, "status", check=False).returncode == 0
+
+    def wait_ready(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self.connect().close()
+                return
+            except psycopg2.OperationalError:
+                time.sleep(0.1)
+        raise TimeoutError(f"PostgreSQL on port {self.port} not ready after {timeout}s")
+
+    def destroy(self):
+        self.stop("immediate")
+        shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    # -- talking to it -----------------------------------------------------------------
+    def url(self, dbname="postgres", user=None):
+        return f"postgres://{user or self.superuser}@{self.host}:{self.port}/{dbname}"
+
+    def connect(self, dbname="postgres", autocommit=True, **kwargs):
+        conn = psycopg2.connect(
+            host=self.host, port=self.port, user=self.superuser, dbname=dbname,
+            connect_timeout=5, **kwargs,
+        )
+        conn.autocommit = autocommit
+        return conn
+
+    def query(self, sql, params=None, dbname="postgres"):
+        """Run one statement on a fresh superuser connection; return all rows (or [])."""
+        conn = self.connect(dbname)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchall() if cur.description else []
+        finally:
+            conn.close()
