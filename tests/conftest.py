@@ -115,7 +115,16 @@ def live_site(site_env, demo_data):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Everything that starts Apache daemons carries the ``apache`` marker."""
+    """Tests that share the database with other processes get committed data.
+
+    Everything that starts Apache daemons carries the ``apache`` marker, and every test
+    using a server process or the test database URL is a transactional test (no
+    wrapping transaction, so what it writes is visible to the server; flushed after).
+    """
+    shared = {"live_site", "test_db_url", "demo_data"}
     for item in items:
-        if "live_site" in getattr(item, "fixturenames", ()):
+        names = set(getattr(item, "fixturenames", ()))
+        if "live_site" in names:
             item.add_marker(pytest.mark.apache)
+        if names & shared and not item.get_closest_marker("django_db"):
+            item.add_marker(pytest.mark.django_db(transaction=True))
