@@ -1,0 +1,376 @@
+#!/usr/bin/env bash
+# The one entry point: set up everything, run the site, run the tests, stop what it started.
+# Idempotent: every step checks what is already there. See ./deploy.sh --help.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VAR="$ROOT/var"
+VENV="${VENV:-$ROOT/.venv}"
+case "$VENV" in /*) ;; *) VENV="$ROOT/$VENV" ;; esac
+PG_PORT="${PG_PORT:-54329}"
+PGDATA_DIR="$VAR/postgres"
+RUN_DIR="$VAR/run"
+LOG_DIR="$VAR/log"
+ENV_FILE="$VAR/site.env"
+SERVER_ROOT="$VAR/apache"
+DAEMON_USER="${DAEMON_USER:-www-data}"
+ADMIN_USER="${ADMIN_USER:-admin}"
+
+usage() {
+  cat <<'EOF'
+Usage: ./deploy.sh [COMMAND] [OPTIONS]
+
+Commands:
+  (none)     install what is missing, provision the database, start the site in the
+             foreground with mod_wsgi-express (stop with Ctrl-C or ./deploy.sh stop)
+  setup      everything above except starting the server
+  test       setup, then the whole test suite (extra arguments go to pytest)
+  bench      setup, then the benchmark (python -m bench; extra arguments go to it)
+  faults     setup, then the long fault-injection runs with a table of figures
+  stop       stop the server and the local PostgreSQL cluster that deploy.sh started
+  help       this text
+
+Options (server):
+  --port N          port to serve on (default 8000)
+  --variant NAME    prefork | threaded | hybrid: daemon shape and backend mode, sized by
+                    apache_conf like the generated production configs (default prefork)
+  --processes N     daemon processes (overrides the variant)
+  --threads N       threads per daemon process (overrides the variant)
+Options (test):
+  --no-apache       skip the tests that start Apache/mod_wsgi daemons
+
+Environment:
+  PYTHON=/path/python3.X   interpreter for the venv (default: newest python3 >= 3.11 that
+                           the daemon user can execute)
+  VENV=.venv-other         virtualenv location (default .venv)
+  DATABASE_URL=postgres://...  use this server instead of the local cluster in var/postgres
+  ADMIN_USER, ADMIN_PASSWORD   the staff superuser (default: admin, password generated
+                           once into var/admin-password, mode 600)
+  PG_PORT=54329            port of the local cluster
+EOF
+}
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'deploy.sh: %s\n' "$*" >&2; exit 1; }
+
+# --- arguments ------------------------------------------------------------------------
+COMMAND=run
+case "${1:-}" in
+  setup|test|stop|bench|faults) COMMAND="$1"; shift ;;
+  help|-h|--help) usage; exit 0 ;;
+esac
+PORT=8000 VARIANT=prefork PROCESSES="" THREADS="" NO_APACHE=0
+PASSTHROUGH=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --port) PORT="${2:?--port needs a number}"; shift 2 ;;
+    --variant) VARIANT="${2:?--variant needs prefork, threaded or hybrid}"; shift 2 ;;
+    --processes) PROCESSES="${2:?--processes needs a number}"; shift 2 ;;
+    --threads) THREADS="${2:?--threads needs a number}"; shift 2 ;;
+    --no-apache) NO_APACHE=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *)
+      if [ "$COMMAND" = run ] || [ "$COMMAND" = setup ] || [ "$COMMAND" = stop ]; then
+        die "unknown argument '$1': see ./deploy.sh --help"
+      fi
+      PASSTHROUGH+=("$1"); shift ;;
+  esac
+done
+case "$VARIANT" in prefork|threaded|hybrid) ;; *) die "--variant must be prefork, threaded or hybrid (got '$VARIANT')" ;; esac
+for n in "$PORT" ${PROCESSES:+"$PROCESSES"} ${THREADS:+"$THREADS"}; do
+  [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "'$n' is not a positive number"
+done
+
+# --- privileges -----------------------------------------------------------------------
+if [ "$(id -u)" -eq 0 ]; then
+  SUDO=""
+  PG_OS_USER=postgres
+elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+  SUDO="sudo"
+  PG_OS_USER="$(id -un)"
+  DAEMON_USER="$(id -un)"
+else
+  SUDO="none"
+  PG_OS_USER="$(id -un)"
+  DAEMON_USER="$(id -un)"
+fi
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u "$PG_OS_USER" -- "$@"; else "$@"; fi; }
+as_daemon() { if [ "$(id -u)" -eq 0 ]; then runuser -u "$DAEMON_USER" -- "$@"; else "$@"; fi; }
+
+# --- system packages ------------------------------------------------------------------
+system_packages() {
+  local wanted=(apache2 apache2-dev postgresql postgresql-contrib libpq-dev gcc python3-dev python3-venv wrk)
+  if [ "$COMMAND" = test ] && [ "$NO_APACHE" -eq 0 ]; then wanted+=(chromium chromium-driver); fi
+  if [ "$COMMAND" = bench ] || [ "$COMMAND" = faults ] || [ "$COMMAND" = test ]; then wanted+=(pgbouncer); fi
+  command -v dpkg-query >/dev/null || die "this script needs Debian/Ubuntu (dpkg/apt): install ${wanted[*]} by hand"
+  local missing=()
+  for pkg in "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$SUDO" = none ]; then
+    die "missing packages: run 'sudo apt-get install ${missing[*]}' (or run ./deploy.sh as root)"
+  fi
+  say "installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-upgrade "${missing[@]}" >/dev/null
+}
+
+# --- Python ---------------------------------------------------------------------------
+# A python the daemon user can execute: mod_wsgi daemons run as that user and must be able
+# to load the interpreter (a pyenv Python under a 0700 home cannot be loaded).
+usable_python() {  # prints the real interpreter path, or fails
+  local real
+  real="$("$1" -c 'import sys; assert sys.version_info >= (3, 11); print(sys.executable)' 2>/dev/null)" || return 1
+  "$real" -c 'import venv, ensurepip' 2>/dev/null || return 1
+  if [ "$NO_APACHE" -eq 0 ] || [ "$COMMAND" != test ]; then
+    as_daemon "$real" -c 'import encodings' >/dev/null 2>&1 || return 1
+  fi
+  printf '%s\n' "$real"
+}
+
+pick_python() {
+  if [ -n "${PYTHON:-}" ]; then
+    usable_python "$PYTHON" && return 0
+    die "PYTHON=$PYTHON is not a Python >= 3.11 with venv that user $DAEMON_USER can run: pick another or use --no-apache"
+  fi
+  local candidate
+  for v in 3.14 3.13 3.12 3.11; do
+    for candidate in "/usr/bin/python$v" "/usr/local/bin/python$v" "$(command -v "python$v" || true)"; do
+      [ -n "$candidate" ] && [ -x "$candidate" ] && usable_python "$candidate" && return 0
+    done
+  done
+  die "no Python >= 3.11 with venv that user $DAEMON_USER can execute: apt-get install python3 python3-venv"
+}
+
+ensure_venv() {
+  local python stamp want
+  python="$(pick_python)"
+  want="$python $(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
+  stamp="$VENV/.deploy-stamp"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
+    return 0
+  fi
+  if [ -x "$VENV/bin/python" ] && [ "$("$VENV/bin/python" -c 'import sys; print(sys._base_executable)')" != "$python" ]; then
+    say "recreating $VENV for $python"
+    rm -rf "$VENV"
+  fi
+  say "installing Python packages into ${VENV#"$ROOT"/} ($python)"
+  [ -x "$VENV/bin/python" ] || "$python" -m venv "$VENV"
+  # --no-cache-dir: a cached mod_wsgi wheel built for another Python of the same minor
+  # version would carry a RUNPATH into that Python's tree.
+  if ! { "$VENV/bin/python" -m pip install -q --upgrade pip &&
+         "$VENV/bin/python" -m pip install -q --no-cache-dir -e "$ROOT[test,psycopg3,bench]"; } \
+       >"$LOG_DIR/pip.log" 2>&1; then
+    tail -n 20 "$LOG_DIR/pip.log" >&2
+    die "pip install failed (full log: var/log/pip.log): check the network to PyPI and rerun"
+  fi
+  local libpython
+  libpython="$(ldd "$("$VENV/bin/mod_wsgi-express" module-location)" | awk '/libpython/ {print $3}')"
+  libpython="${libpython:-$python}"
+  if [ "$NO_APACHE" -eq 0 ] && ! as_daemon test -r "$libpython"; then
+    die "mod_wsgi links $libpython, which $DAEMON_USER cannot read: rm -rf $VENV and rerun with PYTHON=/usr/bin/python3"
+  fi
+  printf '%s\n' "$want" >"$stamp"
+}
+
+# --- files under var/ -----------------------------------------------------------------
+secret() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
+
+env_get() { [ -f "$ENV_FILE" ] && sed -n "s/^$1=//p" "$ENV_FILE" | tail -n1 || true; }
+
+env_set() {  # env_set KEY VALUE: add or replace one line of var/site.env
+  local tmp
+  tmp="$(mktemp "$VAR/.site.env.XXXXXX")"
+  { [ -f "$ENV_FILE" ] && grep -v "^$1=" "$ENV_FILE" || true; printf '%s=%s\n' "$1" "$2"; } >"$tmp"
+  mv "$tmp" "$ENV_FILE"
+}
+
+ensure_var() {
+  mkdir -p "$VAR" "$LOG_DIR"
+  chmod 755 "$VAR"
+  if [ "$NO_APACHE" -eq 0 ]; then
+    as_daemon test -r "$ROOT/site/config/wsgi.py" || die "user $DAEMON_USER cannot read $ROOT (a parent directory is private): clone the project under a readable path such as /srv or /opt"
+  fi
+}
+
+write_env_file() {
+  [ -n "$(env_get DJANGO_SECRET_KEY)" ] || env_set DJANGO_SECRET_KEY "$(secret 40)"
+  [ -n "$(env_get DJANGO_ALLOWED_HOSTS)" ] || env_set DJANGO_ALLOWED_HOSTS "localhost,127.0.0.1,[::1]"
+  # The local run serves plain HTTP: HTTPS-only cookies and redirects would lock you out.
+  [ -n "$(env_get DJANGO_HTTPS)" ] || env_set DJANGO_HTTPS 0
+  if [ -n "${DATABASE_URL:-}" ]; then env_set DATABASE_URL "$DATABASE_URL"; fi
+  protect_env_file
+}
+
+protect_env_file() {  # secrets: readable by the daemon user only
+  chmod 600 "$ENV_FILE"
+  chown "$DAEMON_USER" "$ENV_FILE"
+}
+
+# --- the local PostgreSQL cluster -----------------------------------------------------
+pg_bin() {
+  local dir
+  dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)"
+  [ -n "$dir" ] || die "PostgreSQL server binaries not found: apt-get install postgresql"
+  printf '%s\n' "$dir"
+}
+
+pg_running() { [ -f "$PGDATA_DIR/PG_VERSION" ] && as_pg "$(pg_bin)/pg_ctl" -D "$PGDATA_DIR" status >/dev/null 2>&1; }
+
+psql_admin() {  # psql_admin DB SQL: one statement as the cluster's superuser over the socket
+  as_pg "$(pg_bin)/psql" -X -q -v ON_ERROR_STOP=1 -h "$RUN_DIR" -p "$PG_PORT" -U "$PG_OS_USER" -d "$1" -tAc "$2"
+}
+
+ensure_local_cluster() {
+  local bin
+  bin="$(pg_bin)"
+  mkdir -p "$RUN_DIR"
+  if [ ! -f "$PGDATA_DIR/PG_VERSION" ]; then
+    say "creating the local PostgreSQL cluster in ${PGDATA_DIR#"$ROOT"/} (port $PG_PORT)"
+    mkdir -p "$PGDATA_DIR"
+    if [ "$(id -u)" -eq 0 ]; then chown "$PG_OS_USER:" "$PGDATA_DIR" "$RUN_DIR"; fi
+    chmod 700 "$PGDATA_DIR"
+    as_pg "$bin/initdb" -D "$PGDATA_DIR" -U "$PG_OS_USER" -E UTF8 --locale=C.UTF-8 \
+      --auth-local=peer --auth-host=scram-sha-256 >"$LOG_DIR/initdb.log"
+    cat >"$PGDATA_DIR/pg_hba.conf" <<EOF
+# The cluster owner administers over the socket (peer); the site logs in with a password.
+local   all   $PG_OS_USER                 peer
+local   all   all                         scram-sha-256
+host    all   all         127.0.0.1/32    scram-sha-256
+host    all   all         ::1/128         scram-sha-256
+EOF
+    cat >>"$PGDATA_DIR/postgresql.auto.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$RUN_DIR'
+max_connections = 100
+shared_preload_libraries = 'pg_stat_statements'
+EOF
+    if [ "$(id -u)" -eq 0 ]; then chown "$PG_OS_USER:" "$PGDATA_DIR/pg_hba.conf" "$PGDATA_DIR/postgresql.auto.conf"; fi
+  fi
+  if ! pg_running; then
+    say "starting PostgreSQL on port $PG_PORT"
+    touch "$LOG_DIR/postgres.log"
+    if [ "$(id -u)" -eq 0 ]; then chown "$PG_OS_USER:" "$LOG_DIR/postgres.log" "$RUN_DIR"; fi
+    as_pg "$bin/pg_ctl" -D "$PGDATA_DIR" -l "$LOG_DIR/postgres.log" -w -t 60 start >/dev/null \
+      || die "PostgreSQL did not start: see var/log/postgres.log"
+  fi
+  local url password
+  url="$(env_get DATABASE_URL)"
+  password="$(printf '%s' "$url" | sed -n 's|^postgres://site:\([0-9a-f]*\)@.*|\1|p')"
+  [ -n "$password" ] || password="$(secret 24)"
+  if [ "$(psql_admin postgres "SELECT 1 FROM pg_roles WHERE rolname = 'site'")" != 1 ]; then
+    psql_admin postgres "CREATE ROLE site LOGIN"
+  fi
+  # pg_monitor: the dashboard reads every session's state in pg_stat_activity.
+  psql_admin postgres "ALTER ROLE site PASSWORD '$password'; GRANT pg_monitor TO site"
+  if [ "$(psql_admin postgres "SELECT 1 FROM pg_database WHERE datname = 'site'")" != 1 ]; then
+    psql_admin postgres "CREATE DATABASE site OWNER site"
+  fi
+  psql_admin site "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
+  local socket
+  socket="$(printf '%s' "$RUN_DIR" | sed 's|/|%2F|g')"
+  env_set DATABASE_URL "postgres://site:$password@$socket:$PG_PORT/site"
+  protect_env_file
+}
+
+# --- Django ---------------------------------------------------------------------------
+manage() { (cd "$ROOT/site" && DJANGO_ENV_FILE="$ENV_FILE" "$VENV/bin/python" manage.py "$@"); }
+
+provision_django() {
+  say "migrating, loading demo data, collecting static files"
+  manage migrate --noinput -v0
+  manage load_demo_data
+  manage collectstatic --noinput -v0
+  local password_file="$VAR/admin-password" password="${ADMIN_PASSWORD:-}" generated=0
+  if [ -z "$password" ]; then
+    if [ ! -s "$password_file" ]; then
+      (umask 077 && secret 12 >"$password_file")
+      generated=1
+    fi
+    password="$(cat "$password_file")"
+  fi
+  chmod 600 "$password_file" 2>/dev/null || true
+  ADMIN_PASSWORD="$password" manage ensure_admin --username "$ADMIN_USER" >/dev/null
+  if [ "$generated" -eq 1 ]; then
+    say "staff superuser '$ADMIN_USER' created; password (shown once, kept in var/admin-password): $password"
+  fi
+}
+
+setup() {
+  system_packages
+  ensure_var
+  ensure_venv
+  write_env_file
+  if [ -z "${DATABASE_URL:-}" ]; then ensure_local_cluster; fi
+  provision_django
+}
+
+# --- server ---------------------------------------------------------------------------
+server_pid() {
+  local pid
+  pid="$(cat "$SERVER_ROOT/httpd.pid" 2>/dev/null || true)"
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && printf '%s\n' "$pid"
+}
+
+stop_server() {
+  if server_pid >/dev/null; then
+    say "stopping the site (pid $(server_pid))"
+    "$SERVER_ROOT/apachectl" stop || true
+    for _ in $(seq 50); do server_pid >/dev/null || return 0; sleep 0.2; done
+    die "the server in var/apache did not stop: see var/apache/error_log"
+  fi
+}
+
+variant_shape() {  # sets PROCESSES, THREADS and PERSISTENT_MODE from apache_conf's sizing
+  local line
+  line="$("$VENV/bin/python" -m apache_conf.sizing --variant "$VARIANT" --shell \
+    ${PROCESSES:+--processes "$PROCESSES"} ${THREADS:+--threads "$THREADS"})" \
+    || die "could not size the '$VARIANT' variant (see the line above)"
+  eval "$line"
+}
+
+run_server() {
+  stop_server
+  variant_shape
+  if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+    die "port $PORT is already in use: pick another with --port N"
+  fi
+  local user_args=()
+  if [ "$(id -u)" -eq 0 ]; then user_args=(--user "$DAEMON_USER" --group "$DAEMON_USER"); fi
+  export PERSISTENT_MODE DJANGO_ENV_FILE="$ENV_FILE"
+  say "site:      http://localhost:$PORT/"
+  say "dashboard: http://localhost:$PORT/dashboard/ (user '$ADMIN_USER', password in var/admin-password)"
+  say "serving with mod_wsgi-express: $VARIANT, $PROCESSES process(es) x $THREADS thread(s), persistent_backend mode '$PERSISTENT_MODE'; stop with Ctrl-C or ./deploy.sh stop"
+  exec "$VENV/bin/mod_wsgi-express" start-server "$ROOT/site/config/wsgi.py" \
+    --port "$PORT" --processes "$PROCESSES" --threads "$THREADS" \
+    --server-root "$SERVER_ROOT" --python-path "$ROOT/site" \
+    --url-alias /static "$VAR/static" --log-to-terminal --startup-log "${user_args[@]}"
+}
+
+stop_all() {
+  stop_server
+  if pg_running; then
+    say "stopping PostgreSQL (var/postgres)"
+    as_pg "$(pg_bin)/pg_ctl" -D "$PGDATA_DIR" -m fast -w -t 60 stop >/dev/null
+  fi
+  say "stopped"
+}
+
+# --- main -----------------------------------------------------------------------------
+case "$COMMAND" in
+  run) setup; run_server ;;
+  setup) setup; say "set up: start the site with ./deploy.sh" ;;
+  stop) stop_all ;;
+  test)
+    setup
+    marker=()
+    if [ "$NO_APACHE" -eq 1 ]; then marker=(-m "not apache"); fi
+    cd "$ROOT"
+    say "running the test suite ($("$VENV/bin/python" -c 'import django, sys; print(f"Python {sys.version.split()[0]}, Django {django.__version__}")'))"
+    exec "$VENV/bin/python" -m pytest "${marker[@]}" ${PASSTHROUGH[@]+"${PASSTHROUGH[@]}"}
+    ;;
+  bench) setup; cd "$ROOT"; exec "$VENV/bin/python" -m bench ${PASSTHROUGH[@]+"${PASSTHROUGH[@]}"} ;;
+  faults) setup; cd "$ROOT"; exec "$VENV/bin/python" -m pytest tests/faults --long ${PASSTHROUGH[@]+"${PASSTHROUGH[@]}"} ;;
+esac
