@@ -15,6 +15,7 @@ import pytest
 from tests.support.modwsgi import ModWsgiServer
 from tests.support.pgcluster import PgCluster
 
+
 @pytest.fixture(scope="session")
 def pg_cluster():
     """The throwaway cluster (None when TEST_DATABASE_URL is used)."""
@@ -50,7 +51,10 @@ def django_db_modify_db_settings(pg_cluster):
             db[key] = target[key]
     else:
         db.update(
-            NAME="site", USER=pg_cluster.superuser, PASSWORD="", HOST=pg_cluster.host,
+            NAME="site",
+            USER=pg_cluster.superuser,
+            PASSWORD="",
+            HOST=pg_cluster.host,
             PORT=str(pg_cluster.port),
         )
 
@@ -102,8 +106,10 @@ def live_site(site_env, demo_data):
     def start(processes=2, threads=1, **env):
         work = tempfile.mkdtemp(prefix="site-e2e-")
         server = ModWsgiServer(
-            work, {**site_env, "DJANGO_VAR_DIR": work + "/var", **env},
-            processes=processes, threads=threads,
+            work,
+            {**site_env, "DJANGO_VAR_DIR": work + "/var", **env},
+            processes=processes,
+            threads=threads,
         )
         servers.append(server)
         return server.start()

@@ -65,9 +65,7 @@ def test_bad_boolean_is_a_clear_error(value):
 
 def test_env_file_is_read_and_environment_wins(tmp_path):
     env_file = tmp_path / "site.env"
-    env_file.write_text(
-        f"DJANGO_SECRET_KEY={'y' * 50}\nDJANGO_ALLOWED_HOSTS=a.example,b.example\n"
-    )
+    env_file.write_text(f"DJANGO_SECRET_KEY={'y' * 50}\nDJANGO_ALLOWED_HOSTS=a.example,b.example\n")
     info = probe(DJANGO_ENV_FILE=str(env_file))
     assert info["hosts"] == ["a.example", "b.example"]
     info = probe(DJANGO_ENV_FILE=str(env_file), DJANGO_ALLOWED_HOSTS="c.example")
@@ -77,7 +75,9 @@ def test_env_file_is_read_and_environment_wins(tmp_path):
 def test_check_deploy_is_clean_with_production_settings():
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=SITE_DIR, capture_output=True, text=True,
+        cwd=SITE_DIR,
+        capture_output=True,
+        text=True,
         env={
             **{k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")},
             "DJANGO_ENV_FILE": "/dev/null",

@@ -37,7 +37,10 @@ def no_db(request):
     """The detail template with in-memory objects and no query: the benchmark ceiling."""
     category = Category(id=1, name="Ceiling", slug="ceiling")
     item = Item(
-        id=1, category=category, name="No database", description="Rendered without a query.",
+        id=1,
+        category=category,
+        name="No database",
+        description="Rendered without a query.",
         price_cents=1999,
     )
     context = {

@@ -50,7 +50,9 @@ class Env:
             return True
         if word in FALSE_WORDS:
             return False
-        raise ImproperlyConfigured(f"{name}={value!r} is not a boolean: use 1/0, true/false, on/off")
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a boolean: use 1/0, true/false, on/off"
+        )
 
     def int(self, name, default):
         value = self.str(name)

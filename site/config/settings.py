@@ -86,8 +86,8 @@ if not DATABASE_URL:
     )
 DB_ENGINE = env.str("DJANGO_DB_ENGINE", "persistent_backend")
 _db = dj_database_url.parse(DATABASE_URL, engine=DB_ENGINE)
-_db["CONN_MAX_AGE"] = None if env.str("DJANGO_CONN_MAX_AGE") == "none" else env.int(
-    "DJANGO_CONN_MAX_AGE", 0
+_db["CONN_MAX_AGE"] = (
+    None if env.str("DJANGO_CONN_MAX_AGE") == "none" else env.int("DJANGO_CONN_MAX_AGE", 0)
 )
 _db["CONN_HEALTH_CHECKS"] = env.bool("DJANGO_CONN_HEALTH_CHECKS", False)
 _db.setdefault("OPTIONS", {})
@@ -150,7 +150,9 @@ if DEBUG:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"}
+    },
     "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["stderr"], "level": env.str("DJANGO_LOG_LEVEL", "WARNING")},
     "loggers": {

@@ -53,12 +53,23 @@ class ModWsgiServer:
 
     def command(self):
         cmd = [
-            mod_wsgi_express(), "start-server", str(WSGI_SCRIPT),
-            "--port", str(self.port), "--host", "127.0.0.1",
-            "--processes", str(self.processes), "--threads", str(self.threads),
-            "--server-root", str(self.server_root),
-            "--python-path", str(SITE_DIR),
-            "--log-level", "warn",
+            mod_wsgi_express(),
+            "start-server",
+            str(WSGI_SCRIPT),
+            "--port",
+            str(self.port),
+            "--host",
+            "127.0.0.1",
+            "--processes",
+            str(self.processes),
+            "--threads",
+            str(self.threads),
+            "--server-root",
+            str(self.server_root),
+            "--python-path",
+            str(SITE_DIR),
+            "--log-level",
+            "warn",
             "--startup-log",
             *self.extra_args,
         ]
@@ -73,7 +84,10 @@ class ModWsgiServer:
         env = {**os.environ, **self.env}
         self.log = open(self.work_dir / "express.log", "w")
         self.proc = subprocess.Popen(
-            self.command(), env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            self.command(),
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout

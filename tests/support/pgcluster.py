@@ -68,8 +68,16 @@ class PgCluster:
             shutil.chown(self.base_dir, PG_USER_OS, PG_USER_OS)
             shutil.chown(self.socket_dir, PG_USER_OS, PG_USER_OS)
         self._run(
-            "initdb", "-D", self.data_dir, "-U", self.superuser, "--auth=trust",
-            "-E", "UTF8", "--locale=C", "--no-sync",
+            "initdb",
+            "-D",
+            self.data_dir,
+            "-U",
+            self.superuser,
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
         )
         conf = {
             "listen_addresses": "'127.0.0.1'",
@@ -123,8 +131,12 @@ class PgCluster:
 
     def connect(self, dbname="postgres", autocommit=True, **kwargs):
         conn = psycopg2.connect(
-            host=self.host, port=self.port, user=self.superuser, dbname=dbname,
-            connect_timeout=5, **kwargs,
+            host=self.host,
+            port=self.port,
+            user=self.superuser,
+            dbname=dbname,
+            connect_timeout=5,
+            **kwargs,
         )
         conn.autocommit = autocommit
         return conn

@@ -8,8 +8,18 @@ from django.db import transaction
 from catalog.models import Category, Item, Review, Tag
 
 CATEGORIES = [
-    "Books", "Music", "Garden", "Kitchen", "Tools", "Toys", "Games", "Sports",
-    "Outdoors", "Office", "Lighting", "Bicycles",
+    "Books",
+    "Music",
+    "Garden",
+    "Kitchen",
+    "Tools",
+    "Toys",
+    "Games",
+    "Sports",
+    "Outdoors",
+    "Office",
+    "Lighting",
+    "Bicycles",
 ]
 ADJECTIVES = ["Small", "Large", "Classic", "Modern", "Sturdy", "Light", "Red", "Blue", "Quiet"]
 NOUNS = ["lamp", "kettle", "shovel", "novel", "record", "ball", "desk", "tent", "bell", "saw"]
@@ -20,7 +30,9 @@ class Command(BaseCommand):
     help = "Load demo categories, tags, items and reviews (skipped when already loaded)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--items", type=int, default=2000, help="items to create (default 2000)")
+        parser.add_argument(
+            "--items", type=int, default=2000, help="items to create (default 2000)"
+        )
         parser.add_argument("--reviews-per-item", type=int, default=2)
 
     def handle(self, *args, items, reviews_per_item, **options):
