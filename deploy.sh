@@ -325,9 +325,11 @@ stop_server() {
 
 variant_shape() {  # sets PROCESSES, THREADS and PERSISTENT_MODE from apache_conf's sizing
   local line
-  line="$("$VENV/bin/python" -m apache_conf.sizing --variant "$VARIANT" --shell \
-    ${PROCESSES:+--processes "$PROCESSES"} ${THREADS:+--threads "$THREADS"})" \
+  line="$(DJANGO_ENV_FILE="$ENV_FILE" "$VENV/bin/python" -m apache_conf.sizing --variant "$VARIANT" \
+    --shell ${PROCESSES:+--processes "$PROCESSES"} ${THREADS:+--threads "$THREADS"})" \
     || die "could not size the '$VARIANT' variant (see the line above)"
+  [[ "$line" =~ ^PROCESSES=[0-9]+\ THREADS=[0-9]+\ PERSISTENT_MODE=[a-z]+$ ]] \
+    || die "unexpected sizing output '$line': run python -m apache_conf.sizing --variant $VARIANT --shell"
   eval "$line"
 }
 
@@ -346,7 +348,7 @@ run_server() {
   exec "$VENV/bin/mod_wsgi-express" start-server "$ROOT/site/config/wsgi.py" \
     --port "$PORT" --processes "$PROCESSES" --threads "$THREADS" \
     --server-root "$SERVER_ROOT" --python-path "$ROOT/site" \
-    --url-alias /static "$VAR/static" --log-to-terminal --startup-log "${user_args[@]}"
+    --url-alias /static "$VAR/static" --locale C.UTF-8 --log-to-terminal --startup-log "${user_args[@]}"
 }
 
 stop_all() {

@@ -1,0 +1,96 @@
+"""Read PostgreSQL's connection budget through the site's DATABASE_URL.
+
+The URL comes from ``--database-url``, else the environment, else the settings env file
+(``DJANGO_ENV_FILE`` or ``<repo>/var/site.env``), the same places settings.py reads.
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import psycopg2
+from dotenv import dotenv_values
+
+REPO_DIR = Path(__file__).resolve().parents[1]
+DEFAULT_ENV_FILE = REPO_DIR / "var" / "site.env"
+CONNECT_TIMEOUT = 3
+
+BUDGET_SQL = """
+SELECT current_setting('max_connections')::int,
+       current_setting('superuser_reserved_connections')::int,
+       coalesce(current_setting('reserved_connections', true), '0')::int,
+       (SELECT count(*) FROM pg_stat_activity
+         WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()),
+       (SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user),
+       (SELECT count(*) FROM pg_stat_activity
+         WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+           AND usename = current_user),
+       (SELECT datconnlimit FROM pg_database WHERE datname = current_database()),
+       (SELECT count(*) FROM pg_stat_activity
+         WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+           AND datname = current_database())
+"""
+
+
+@dataclass(frozen=True)
+class PgFacts:
+    """What the server says (``SHOW`` values and pg_stat_activity counts)."""
+
+    where: str
+    max_connections: int
+    superuser_reserved: int
+    reserved: int
+    others: int
+    role_limit: int
+    role_others: int
+    database_limit: int
+    database_others: int
+
+
+class Unreachable(Exception):
+    """PostgreSQL could not be asked; ``str()`` is one line."""
+
+
+def site_database_url(explicit=None):
+    """The site's DATABASE_URL, or None when neither the environment nor the file has one."""
+    if explicit:
+        return explicit
+    if os.environ.get("DATABASE_URL"):
+        return os.environ["DATABASE_URL"]
+    env_file = Path(os.environ.get("DJANGO_ENV_FILE") or DEFAULT_ENV_FILE)
+    try:
+        values = dotenv_values(env_file) if env_file.is_file() else {}
+    except OSError:  # e.g. mode 600 for the daemon user, read by someone else
+        values = {}
+    return values.get("DATABASE_URL") or None
+
+
+def describe(url):
+    """host:port/dbname of a URL, without the credentials."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    if parts.port:
+        host = host.rsplit(":", 1)[0]
+    host = unquote(host) or "localhost"  # a socket directory is %2F-quoted
+    return f"{host}:{parts.port or 5432}{parts.path or '/'}"
+
+
+def probe(url):
+    """Ask the server for its connection budget; raise Unreachable with one line."""
+    where = describe(url)
+    try:
+        conn = psycopg2.connect(
+            url, connect_timeout=CONNECT_TIMEOUT, application_name="apache_conf sizing"
+        )
+    except psycopg2.Error as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise Unreachable(f"PostgreSQL unreachable at {where} ({reason})") from None
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(BUDGET_SQL)
+            row = cur.fetchone()
+    finally:
+        conn.close()
+    return PgFacts(where, *(int(value) for value in row))
