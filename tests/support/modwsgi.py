@@ -70,6 +70,8 @@ class ModWsgiServer:
             str(SITE_DIR),
             "--log-level",
             "warn",
+            "--locale",
+            "C.UTF-8",
             "--startup-log",
             *self.extra_args,
         ]
