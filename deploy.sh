@@ -61,6 +61,10 @@ case "${1:-}" in
 esac
 PORT=8000 VARIANT=prefork PROCESSES="" THREADS="" NO_APACHE=0
 PASSTHROUGH=()
+if [ "$COMMAND" = bench ] || [ "$COMMAND" = faults ]; then
+  PASSTHROUGH=("$@")  # their own options: python -m bench --help
+  set --
+fi
 while [ $# -gt 0 ]; do
   case "$1" in
     --port) PORT="${2:?--port needs a number}"; shift 2 ;;

@@ -37,13 +37,17 @@ def get(url, timeout=10, headers=None):
 class ModWsgiServer:
     """A mod_wsgi-express instance serving the site with daemon processes x threads."""
 
-    def __init__(self, work_dir, env, processes=2, threads=1, port=None, extra_args=()):
+    def __init__(
+        self, work_dir, env, processes=2, threads=1, port=None, extra_args=(), base_env=None
+    ):
         self.work_dir = Path(work_dir)
         self.server_root = self.work_dir / "server"
         self.port = port or free_port()
         self.processes = processes
         self.threads = threads
         self.env = env
+        # What ``env`` is laid over: the caller's environment unless told otherwise.
+        self.base_env = base_env
         self.extra_args = list(extra_args)
         self.proc = None
 
@@ -83,7 +87,7 @@ class ModWsgiServer:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(self.work_dir, DAEMON_USER, DAEMON_USER)
-        env = {**os.environ, **self.env}
+        env = {**(os.environ if self.base_env is None else self.base_env), **self.env}
         self.log = open(self.work_dir / "express.log", "w")
         self.proc = subprocess.Popen(
             self.command(),

@@ -3,7 +3,9 @@
 initdb and postgres refuse to run as root, so as root they run as the ``postgres`` OS
 user (``runuser``) on a directory it owns. The cluster listens on 127.0.0.1 and on a
 unix socket in its own directory, with trust authentication (it is never reachable
-from outside the machine and is deleted at the end of the session).
+from outside the machine and is deleted at the end of the session), or, given a
+``password`` for the superuser, with scram-sha-256 for every connection (as in production;
+the benchmark uses that).
 """
 
 import glob
@@ -40,7 +42,7 @@ def free_port():
 class PgCluster:
     """One PostgreSQL server in ``base_dir`` (data/, socket/, log) on ``port``."""
 
-    def __init__(self, base_dir, port=None, max_connections=100, settings=None):
+    def __init__(self, base_dir, port=None, max_connections=100, settings=None, password=None):
         self.base_dir = Path(base_dir)
         self.data_dir = self.base_dir / "data"
         self.socket_dir = self.base_dir / "socket"
@@ -51,6 +53,7 @@ class PgCluster:
         self.bindir = pg_bindir()
         self.host = "127.0.0.1"
         self.superuser = "postgres"
+        self.password = password
 
     # -- running the server binaries ---------------------------------------------------
     def _run(self, *args, check=True, timeout=120):
@@ -67,18 +70,31 @@ class PgCluster:
         if os.geteuid() == 0:
             shutil.chown(self.base_dir, PG_USER_OS, PG_USER_OS)
             shutil.chown(self.socket_dir, PG_USER_OS, PG_USER_OS)
-        self._run(
-            "initdb",
-            "-D",
-            self.data_dir,
-            "-U",
-            self.superuser,
-            "--auth=trust",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "--no-sync",
-        )
+        auth = ["--auth=trust"]
+        pwfile = self.base_dir / "superuser-password"
+        if self.password is not None:
+            # initdb reads the superuser's password from a file; every line of the default
+            # pg_hba.conf then asks for scram-sha-256.
+            pwfile.write_text(self.password + "\n")
+            pwfile.chmod(0o600)
+            if os.geteuid() == 0:
+                shutil.chown(pwfile, PG_USER_OS, PG_USER_OS)
+            auth = ["--auth=scram-sha-256", f"--pwfile={pwfile}"]
+        try:
+            self._run(
+                "initdb",
+                "-D",
+                self.data_dir,
+                "-U",
+                self.superuser,
+                *auth,
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
         conf = {
             "listen_addresses": "'127.0.0.1'",
             "port": self.port,
@@ -127,7 +143,10 @@ class PgCluster:
 
     # -- talking to it -----------------------------------------------------------------
     def url(self, dbname="postgres", user=None):
-        return f"postgres://{user or self.superuser}@{self.host}:{self.port}/{dbname}"
+        auth = user or self.superuser
+        if user is None and self.password is not None:
+            auth += f":{self.password}"
+        return f"postgres://{auth}@{self.host}:{self.port}/{dbname}"
 
     def connect(self, dbname="postgres", autocommit=True, **kwargs):
         conn = psycopg2.connect(
@@ -136,6 +155,7 @@ class PgCluster:
             user=self.superuser,
             dbname=dbname,
             connect_timeout=5,
+            **({"password": self.password} if self.password is not None else {}),
             **kwargs,
         )
         conn.autocommit = autocommit

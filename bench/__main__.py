@@ -1,0 +1,312 @@
+"""``python -m bench`` (``./deploy.sh bench``): every configuration, side by side, one run.
+
+See ``--help``. Results go to ``bench/results/<timestamp>/`` (results.json, results.md,
+results.png, logs/ of failed configurations, profiles/ with --profile).
+"""
+
+import argparse
+import shlex
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import report, targets
+from bench.configs import (
+    CONFIGS,
+    DEFAULT_VARIANTS,
+    METRICS_SWITCH,
+    NAMED_VARIANTS,
+    parse_variant,
+    select_configs,
+)
+from bench.load import wrk_version
+from bench.machine import describe
+from bench.pgbouncer import pgbouncer_version
+from bench.runner import Bench, Options
+from bench.summary import summarise
+
+REPO_DIR = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = REPO_DIR / "bench" / "results"
+FULL = {"duration": 10, "warmup": 2, "repeat": 3}
+QUICK = {"duration": 2, "warmup": 1, "repeat": 1}
+
+
+def parser():
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=(
+            "Serve the site under mod_wsgi-express in every database configuration, drive it "
+            "with wrk, and compare requests/s, latency, PostgreSQL backends held and "
+            "statements per request. Sets up its own PostgreSQL cluster (password auth)."
+        ),
+        epilog="Variants: "
+        + ", ".join(f"{v.name}={v.shape}" for v in NAMED_VARIANTS.values())
+        + "; configurations: "
+        + ", ".join(c.name for c in CONFIGS),
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"one round of {QUICK['duration']}s runs after {QUICK['warmup']}s warm-up "
+        "(about 2 minutes)",
+    )
+    p.add_argument(
+        "--variant",
+        action="append",
+        metavar="V",
+        help="server shape, repeatable: prefork (2x1), threaded (1x8), hybrid (2x4), PxT or "
+        "NAME=PxT (default: prefork and threaded)",
+    )
+    p.add_argument(
+        "--config",
+        action="append",
+        metavar="NAME",
+        help="run only these configurations (repeatable; default: all)",
+    )
+    p.add_argument(
+        "--page",
+        action="append",
+        choices=["items", "nodb"],
+        help="pages to load (repeatable; default: items and nodb, the ceiling)",
+    )
+    p.add_argument(
+        "--duration", type=int, help=f"seconds per measured run (default {FULL['duration']})"
+    )
+    p.add_argument(
+        "--warmup",
+        type=int,
+        help=f"seconds of warm-up load before each run (default {FULL['warmup']})",
+    )
+    p.add_argument("--repeat", type=int, help=f"interleaved rounds (default {FULL['repeat']})")
+    p.add_argument("--concurrency", type=int, default=8, help="wrk connections (default 8)")
+    p.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (default 1)")
+    p.add_argument(
+        "--psycopg",
+        choices=["2", "3"],
+        default="2",
+        help="driver for every configuration but django-pool (always psycopg 3); default 2",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the daemons with py-spy during each run (figures then not comparable)",
+    )
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="parent of the results folder")
+    p.add_argument(
+        "--update-readme",
+        action="store_true",
+        help="after a full run, rewrite README.md's performance section from it",
+    )
+    p.add_argument(
+        "--readme-from",
+        type=Path,
+        metavar="DIR",
+        help="do not run: rewrite README.md's performance section from a saved results folder",
+    )
+    p.add_argument("--readme", type=Path, default=REPO_DIR / "README.md", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--list", action="store_true", help="list variants and configurations, then exit"
+    )
+    return p
+
+
+def build_options(args, results_dir):
+    defaults = QUICK if args.quick else FULL
+    variants = [parse_variant(text) for text in (args.variant or DEFAULT_VARIANTS)]
+    names = [variant.name for variant in variants]
+    if len(set(names)) != len(names):
+        raise ValueError(f"variants must have distinct names: {names}")
+    options = Options(
+        variants=variants,
+        configs=select_configs(args.config),
+        page_keys=tuple(
+            key for key in ("items", "nodb") if key in (args.page or ["items", "nodb"])
+        ),
+        duration=args.duration if args.duration is not None else defaults["duration"],
+        warmup=args.warmup if args.warmup is not None else defaults["warmup"],
+        repeat=args.repeat if args.repeat is not None else defaults["repeat"],
+        concurrency=args.concurrency,
+        wrk_threads=args.wrk_threads,
+        psycopg=args.psycopg,
+        profile=args.profile,
+        out_dir=results_dir,
+        quick=args.quick,
+    )
+    if options.duration < 1 or options.warmup < 0 or options.repeat < 1:
+        raise ValueError(
+            "--duration must be >= 1, --warmup >= 0 and --repeat >= 1 (seconds are whole)"
+        )
+    if options.concurrency < 1:
+        raise ValueError("--concurrency must be >= 1")
+    return options
+
+
+def results_folder(parent):
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    path, n = Path(parent) / stamp, 1
+    while path.exists():
+        n += 1
+        path = Path(parent) / f"{stamp}-{n}"
+    path.mkdir(parents=True)
+    return path
+
+
+def assemble(bench, options, argv, started, wall):
+    variants = options.variants
+    configs = bench.active_configs()
+    skipped = []
+    if len(configs) < len(options.configs):
+        skipped.append(
+            f"persistent-no-metrics: {METRICS_SWITCH}=0 does not change MIDDLEWARE (no "
+            "metrics middleware to switch off), so it would repeat the paired mode's run"
+        )
+    meta = {
+        "date": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "./deploy.sh bench" + (" " + shlex.join(argv) if argv else ""),
+        "machine": describe(),
+        "postgres": bench.database.server_version(),
+        "pgbouncer": pgbouncer_version(),
+        "wrk": wrk_version(),
+        "wall_seconds": round(wall),
+        "options": {
+            "quick": options.quick,
+            "duration": options.duration,
+            "warmup": options.warmup,
+            "repeat": options.repeat,
+            "concurrency": options.concurrency,
+            "wrk_threads": options.wrk_threads,
+            "psycopg": options.psycopg,
+            "profile": options.profile,
+            "pages": list(options.page_keys),
+        },
+        "variants": [
+            {
+                "name": v.name,
+                "processes": v.processes,
+                "threads": v.threads,
+                "paired_mode": v.paired_mode,
+            }
+            for v in variants
+        ],
+        "configs_run": [
+            {
+                "name": c.name,
+                "summary": c.summary,
+                "label": {v.name: c.label(v) for v in variants},
+                "env": {v.name: c.env(v, options.psycopg) for v in variants},
+                "route": c.route,
+            }
+            for c in configs
+        ],
+        "item_id": bench.item_id,
+        "page_queries": bench.page_queries,
+        "metrics_switch": METRICS_SWITCH,
+        "metrics_switch_effective": bench.metrics_switch_effective,
+        "middleware": bench.middleware,
+        "skipped": skipped,
+    }
+    results = {"meta": meta, "runs": bench.runs}
+    results["summary"] = summarise(
+        bench.runs, [v.name for v in variants], [c.name for c in configs], options.page_keys
+    )
+    results["targets"] = targets.evaluate(results)
+    return results
+
+
+def readme_refusal(results):
+    """Why this run must not be quoted in the README (None if it may)."""
+    meta = results["meta"]
+    if meta["options"]["quick"]:
+        return "the README quotes a full run, not a --quick one"
+    if meta["options"]["profile"]:
+        return "a profiled run's figures are slowed down by the sampler"
+    if meta.get("interrupted"):
+        return "the run was interrupted"
+    return None
+
+
+def write_all(results, folder):
+    report.write_json(results, folder / "results.json")
+    report.write_markdown(results, folder / "results.md")
+    report.write_chart(results, folder / "results.png")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser().parse_args(argv)
+    if args.list:
+        for variant in NAMED_VARIANTS.values():
+            print(
+                f"variant {variant.name:<10} {variant.shape}  "
+                f"(persistent_backend pairs with mode {variant.paired_mode})"
+            )
+        for config in CONFIGS:
+            print(f"config  {config.name:<26} {config.summary}")
+        return 0
+    if args.readme_from:
+        results = report.load_results(args.readme_from)
+        reason = readme_refusal(results)
+        if reason:
+            print(f"refusing to update the README: {reason}", file=sys.stderr)
+            return 2
+        report.update_readme(results, args.readme)
+        print(f"{args.readme}: performance section rewritten from {args.readme_from}")
+        return 0
+    if args.update_readme and (args.quick or args.profile):
+        print("--update-readme needs a full run: not --quick, not --profile", file=sys.stderr)
+        return 2
+    folder = results_folder(args.out)
+    try:
+        options = build_options(args, folder)
+    except ValueError as exc:
+        folder.rmdir()
+        print(f"python -m bench: {exc}", file=sys.stderr)
+        return 2
+    try:
+        bench = Bench(options)
+    except RuntimeError as exc:
+        folder.rmdir()
+        print(f"python -m bench: {exc}", file=sys.stderr)
+        return 2
+    started, clock = datetime.now(UTC), time.monotonic()
+    interrupted = False
+    try:
+        try:
+            bench.prepare()
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            print(f"python -m bench: set-up failed: {exc}", file=sys.stderr)
+            if not any(folder.iterdir()):
+                folder.rmdir()
+            return 1
+        try:
+            bench.run()
+        except KeyboardInterrupt:
+            interrupted = True
+            print("\ninterrupted: writing the runs done so far", file=sys.stderr)
+        results = assemble(bench, options, argv, started, time.monotonic() - clock)
+        results["meta"]["interrupted"] = interrupted
+    finally:
+        bench.cleanup()
+    write_all(results, folder)
+    print()
+    print(report.render_markdown(results, level=2))
+    print(f"results: {folder}/results.md, results.json, results.png")
+    if args.update_readme:
+        reason = readme_refusal(results)
+        if reason:
+            print(f"README not updated: {reason}", file=sys.stderr)
+        else:
+            report.update_readme(results, args.readme)
+            print(f"{args.readme}: performance section rewritten")
+    failed = [run for run in results["runs"] if run.get("error")]
+    if interrupted:
+        return 130
+    if failed:
+        print(f"{len(failed)} run(s) failed: see the table and {folder}/logs/", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""A real PgBouncer (Debian's package) in transaction pooling mode, on a free port.
+
+Clients (the site) and PgBouncer itself both authenticate with scram-sha-256; PgBouncer
+reaches PostgreSQL over TCP like the site does in the other configurations. It runs as
+the ``postgres`` OS user when started as root (PgBouncer refuses to run as root).
+"""
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from tests.support.pgcluster import free_port
+
+RUN_AS = "postgres"
+
+
+def pgbouncer_binary():
+    for candidate in (shutil.which("pgbouncer"), "/usr/sbin/pgbouncer"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    raise RuntimeError("pgbouncer is not installed: apt-get install pgbouncer")
+
+
+def pgbouncer_version():
+    out = subprocess.run([pgbouncer_binary(), "--version"], capture_output=True, text=True)
+    return (out.stdout.strip().splitlines() or ["unknown"])[0]
+
+
+class PgBouncer:
+    """One PgBouncer in front of ``db_host:db_port/dbname`` for ``user``/``password``."""
+
+    def __init__(self, db_host, db_port, dbname, user, password, pool_size=20):
+        self.db_host = db_host
+        self.db_port = db_port
+        self.dbname = dbname
+        self.user = user
+        self.password = password
+        self.pool_size = pool_size
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.work_dir = None
+        self.proc = None
+
+    def config(self):
+        return f"""\
+[databases]
+{self.dbname} = host={self.db_host} port={self.db_port} dbname={self.dbname}
+
+[pgbouncer]
+listen_addr = {self.host}
+listen_port = {self.port}
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = {self.work_dir}/userlist.txt
+pool_mode = transaction
+default_pool_size = {self.pool_size}
+max_client_conn = 500
+logfile = {self.work_dir}/pgbouncer.log
+pidfile = {self.work_dir}/pgbouncer.pid
+log_connections = 0
+log_disconnections = 0
+"""
+
+    def start(self, timeout=15):
+        self.work_dir = Path(tempfile.mkdtemp(prefix="bench-pgbouncer-"))
+        (self.work_dir / "userlist.txt").write_text(f'"{self.user}" "{self.password}"\n')
+        (self.work_dir / "pgbouncer.ini").write_text(self.config())
+        user = None
+        if os.geteuid() == 0:
+            user = RUN_AS
+            uid, gid = pwd.getpwnam(RUN_AS).pw_uid, pwd.getpwnam(RUN_AS).pw_gid
+            for path in [self.work_dir, *self.work_dir.iterdir()]:
+                os.chown(path, uid, gid)
+        (self.work_dir / "userlist.txt").chmod(0o600)
+        self.proc = subprocess.Popen(
+            [pgbouncer_binary(), str(self.work_dir / "pgbouncer.ini")],
+            user=user,
+            group=user,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            cwd=self.work_dir,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"pgbouncer exited early:\n{self.logs()}")
+            try:
+                socket.create_connection((self.host, self.port), timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise TimeoutError(f"pgbouncer not listening on {self.port} after {timeout}s")
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+        if self.work_dir is not None:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+            self.work_dir = None
+
+    def logs(self):
+        path = self.work_dir / "pgbouncer.log" if self.work_dir else None
+        return path.read_text(errors="replace")[-4000:] if path and path.exists() else ""
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -1,0 +1,230 @@
+"""The run: set up the database, then the interleaved rounds, with progress on stderr.
+
+Order: for each round, for each variant, for each configuration: start the site, then
+for each page: one check request, warm-up load, then the measured load while sampling
+pg_stat_activity, with pg_stat_statements read just before and just after. Every
+configuration therefore runs once per round, in the same order (A B C ... A B C ...),
+so drift of the machine over the run hits all of them alike.
+"""
+
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+
+from bench.configs import METRICS_SWITCH, pages
+from bench.database import BackendSampler, BenchDatabase, make_daemon_dir, statements_delta
+from bench.load import run_wrk
+from bench.profiling import Profiler
+from bench.server import SiteUnderTest
+
+TOP_STATEMENTS = 8
+
+
+@dataclass
+class Options:
+    variants: list
+    configs: list
+    page_keys: tuple = ("items", "nodb")
+    duration: int = 10
+    warmup: int = 2
+    concurrency: int = 8
+    repeat: int = 3
+    wrk_threads: int = 1
+    psycopg: str = "2"
+    profile: bool = False
+    out_dir: object = None
+    quick: bool = False
+
+
+class Progress:
+    """One line per step on stderr: where we are, elapsed, an estimate of the time left."""
+
+    def __init__(self, total_steps, step_estimate, stream=sys.stderr):
+        self.total = total_steps
+        self.estimate = step_estimate
+        self.done = 0
+        self.start = time.monotonic()
+        self.stream = stream
+
+    def left(self):
+        elapsed = time.monotonic() - self.start
+        per_step = elapsed / self.done if self.done else self.estimate
+        return per_step * (self.total - self.done)
+
+    def step(self, text):
+        elapsed = time.monotonic() - self.start
+        print(
+            f"[{self.done + 1:>3}/{self.total}] {_clock(elapsed)} elapsed, "
+            f"~{_clock(self.left())} left | {text}",
+            file=self.stream,
+            flush=True,
+        )
+
+    def finish_step(self, text):
+        self.done += 1
+        print(f"          {text}", file=self.stream, flush=True)
+
+    def note(self, text):
+        print(f"          {text}", file=self.stream, flush=True)
+
+
+def _clock(seconds):
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def _describe_run(run):
+    if run.get("error"):
+        return f"FAILED: {run['error'].splitlines()[0][:200]}"
+    return (
+        f"{run['rps']:8.1f} req/s  p50 {run['latency_ms']['p50']:.1f} ms  "
+        f"p99 {run['latency_ms']['p99']:.1f} ms  non-2xx {run['non2xx']}  "
+        f"errors {run['socket_errors']}  backends {run['backends_mid']} (max "
+        f"{run['backends_max']})  statements/request {run['statements_per_request']:.2f}"
+    )
+
+
+class Bench:
+    def __init__(self, options):
+        self.options = options
+        self.database = None
+        self.work_dir = None
+        self.page_queries = {}
+        self.metrics_switch_effective = False
+        self.middleware = {}
+        self.runs = []
+        self.item_id = None
+        self.logs_dir = options.out_dir / "logs"
+        # Raises at once, before any set-up, when --profile has no py-spy to run.
+        self.profiler = Profiler(options.out_dir / "profiles", options.profile)
+
+    # -- set-up ------------------------------------------------------------------------
+    def prepare(self):
+        print("setting up the bench's PostgreSQL cluster and demo data ...", file=sys.stderr)
+        self.work_dir = make_daemon_dir("bench-work-")
+        self.database = BenchDatabase(max_connections=200).start(self.work_dir)
+        self.item_id = self.database.first_item_id()
+        item_path = f"/items/{self.item_id}/"
+        probe = self.database.probe(self.work_dir, item_path)
+        if probe["status"] != {"items": 200, "nodb": 200}:
+            raise RuntimeError(f"the site does not serve its pages in-process: {probe}")
+        without = self.database.probe(self.work_dir, item_path, env={METRICS_SWITCH: "0"})
+        self.page_queries = probe["queries"]
+        self.metrics_switch_effective = probe["middleware"] != without["middleware"]
+        self.middleware = {"with": probe["middleware"], "without": without["middleware"]}
+
+    def cleanup(self):
+        if self.database is not None:
+            self.database.destroy()
+        if self.work_dir is not None:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def active_configs(self):
+        """The configurations to run (the no-metrics one only if the switch does something)."""
+        configs = list(self.options.configs)
+        if not self.metrics_switch_effective:
+            configs = [config for config in configs if config.metrics]
+        return configs
+
+    # -- the rounds --------------------------------------------------------------------
+    def run(self):
+        opts = self.options
+        configs = self.active_configs()
+        page_list = self._pages()
+        total = opts.repeat * len(opts.variants) * len(configs) * len(page_list)
+        progress = Progress(total, opts.warmup + opts.duration + 1.5)
+        for round_no in range(1, opts.repeat + 1):
+            for variant in opts.variants:
+                for config in configs:
+                    self._run_config(round_no, variant, config, page_list, progress)
+        return self.runs
+
+    def _pages(self):
+        return pages(self.item_id, self.options.page_keys)
+
+    def _run_config(self, round_no, variant, config, page_list, progress):
+        opts = self.options
+        left = self.database.wait_no_backends()
+        if left:
+            progress.note(f"warning: {left} backend(s) of the previous configuration remain")
+        site = SiteUnderTest(self.database, config, variant, opts.psycopg)
+        where = f"round {round_no}/{opts.repeat} {variant.name} {config.label(variant)}"
+        try:
+            site.start()
+        except Exception as exc:  # noqa: BLE001 - reported, the other configurations go on
+            self._save_log(round_no, variant, config, str(exc))
+            for page in page_list:
+                progress.step(f"{where} {page.path}")
+                run = self._base(round_no, variant, config, page)
+                run["error"] = f"server did not start: {exc}"
+                self.runs.append(run)
+                progress.finish_step(_describe_run(run))
+            return
+        try:
+            for page in page_list:
+                progress.step(f"{where} {page.path}")
+                run = self._measure(site, round_no, variant, config, page)
+                if run.get("error"):
+                    self._save_log(round_no, variant, config, site.logs())
+                self.runs.append(run)
+                progress.finish_step(_describe_run(run))
+        finally:
+            site.stop()
+
+    def _base(self, round_no, variant, config, page):
+        return {
+            "round": round_no,
+            "variant": variant.name,
+            "config": config.name,
+            "mode": config.mode_for(variant),
+            "page": page.key,
+            "path": page.path,
+            "error": None,
+        }
+
+    def _measure(self, site, round_no, variant, config, page):
+        opts = self.options
+        run = self._base(round_no, variant, config, page)
+        url = site.url + page.path
+        try:
+            site.check(page.path)
+            if opts.warmup > 0:
+                run_wrk(url, opts.warmup, opts.concurrency, opts.wrk_threads)
+            # Counters are read with the server idle, so every request between the two
+            # readings is complete: its statements and itself are both counted.
+            accesses_before, calls_before = site.wait_quiet()
+            before = self.database.statements()
+            with BackendSampler(self.database) as sampler:
+                with self.profiler.record(site.daemon_pids(), opts.duration, run):
+                    result = run_wrk(url, opts.duration, opts.concurrency, opts.wrk_threads)
+            accesses_after, calls_after = site.wait_quiet()
+            after = self.database.statements()
+        except Exception as exc:  # noqa: BLE001 - reported, the other pages go on
+            run["error"] = str(exc)
+            return run
+        total, per_statement = statements_delta(before, after)
+        served = accesses_after - accesses_before - (calls_after - calls_before)
+        requests = max(served, 1)
+        own = self.page_queries.get(page.key, 0)
+        run.update(result)
+        run.update(
+            served_requests=served,
+            backends_mid=sampler.mid_run(),
+            backends_max=sampler.maximum(),
+            backend_samples=[count for _, count in sampler.samples],
+            statements=total,
+            statements_per_request=total / requests,
+            page_queries=own,
+            extra_statements_per_request=total / requests - own,
+            top_statements=[
+                {"per_request": round(calls / requests, 4), "query": text}
+                for calls, text in per_statement[:TOP_STATEMENTS]
+            ],
+        )
+        return run
+
+    def _save_log(self, round_no, variant, config, text):
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        path = self.logs_dir / f"round{round_no}-{variant.name}-{config.name}.log"
+        path.write_text(text)

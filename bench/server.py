@@ -1,0 +1,136 @@
+"""Start and stop the site for one configuration: mod_wsgi-express (and PgBouncer if used).
+
+Each start gets a fresh server root in a directory the daemon user owns, a free port,
+and an environment that names every setting, so nothing carries over between
+configurations. PgBouncer lives exactly as long as the server it serves: its idle
+server connections must not count as another configuration's backends.
+"""
+
+import os
+import shutil
+import time
+
+from bench.configs import ROUTE_PGBOUNCER, ROUTE_UNIX
+from bench.database import DB_NAME, DB_USER, clean_environ, make_daemon_dir
+from bench.pgbouncer import PgBouncer
+from tests.support.modwsgi import DAEMON_USER, ModWsgiServer, get
+
+
+class SiteUnderTest:
+    """The site served in ``variant`` with ``config``'s database settings."""
+
+    def __init__(self, database, config, variant, psycopg="2", extra_args=()):
+        self.database = database
+        self.config = config
+        self.variant = variant
+        self.psycopg = psycopg
+        # mod_status: Apache's own count of requests served ("Total Accesses"), so that
+        # statements per request divide by what the server did, in-flight ones included.
+        self.extra_args = ["--server-status", *extra_args]
+        self.status_calls = 0
+        self.bouncer = None
+        self.server = None
+        self.work_dir = None
+
+    @property
+    def url(self):
+        return self.server.url
+
+    def database_url(self):
+        if self.config.route == ROUTE_PGBOUNCER:
+            return self.database.url(host=self.bouncer.host, port=self.bouncer.port)
+        if self.config.route == ROUTE_UNIX:
+            return self.database.url(route="unix")
+        return self.database.url()
+
+    def start(self):
+        self.work_dir = make_daemon_dir(f"bench-site-{self.config.name}-")
+        (self.work_dir / "var").mkdir()
+        if os.geteuid() == 0:
+            shutil.chown(self.work_dir / "var", DAEMON_USER, DAEMON_USER)
+        try:
+            if self.config.route == ROUTE_PGBOUNCER:
+                # Pool size = the daemons' threads: enough that no request waits for a
+                # server connection, as with the other configurations.
+                size = self.variant.processes * self.variant.threads
+                self.bouncer = PgBouncer(
+                    self.database.cluster.host,
+                    self.database.cluster.port,
+                    DB_NAME,
+                    DB_USER,
+                    self.database.password,
+                    pool_size=size,
+                ).start()
+            env = {
+                **self.database.site_env(self.work_dir, url=self.database_url()),
+                **self.config.env(self.variant, self.psycopg),
+            }
+            self.server = ModWsgiServer(
+                self.work_dir,
+                env,
+                processes=self.variant.processes,
+                threads=self.variant.threads,
+                extra_args=self.extra_args,
+                base_env=clean_environ(),
+            )
+            self.server.start(timeout=60)
+        except BaseException:
+            # The exception names the server's (or PgBouncer's) log already.
+            self.stop()
+            raise
+        return self
+
+    def check(self, path):
+        """One request before the load: a failing page is reported with the server's log."""
+        status, body, _ = get(self.url + path, timeout=30)
+        if status != 200:
+            raise RuntimeError(
+                f"{self.config.name}: GET {path} answered {status}: {body[:300]}\n{self.logs()}"
+            )
+
+    def server_status(self):
+        """(requests served so far, busy workers) from ``/server-status?auto``.
+
+        Each status request is itself counted once it completes: ``status_calls`` says how
+        many were made, so callers can take them out of a difference.
+        """
+        self.status_calls += 1
+        status, body, _ = get(self.url + "/server-status?auto", timeout=10)
+        if status != 200:
+            raise RuntimeError(f"/server-status answered {status}")
+        fields = dict(line.split(": ", 1) for line in body.splitlines() if ": " in line)
+        return int(fields["Total Accesses"]), int(fields["BusyWorkers"])
+
+    def wait_quiet(self, timeout=10):
+        """Wait until only the status request itself is busy; return (accesses, calls)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            accesses, busy = self.server_status()
+            if busy <= 1 or time.monotonic() > deadline:
+                return accesses, self.status_calls
+            time.sleep(0.05)
+
+    def daemon_pids(self):
+        return self.server.daemon_pids() if self.server else []
+
+    def logs(self):
+        parts = [self.server.logs()] if self.server else []
+        if self.bouncer is not None:
+            parts.append(f"--- pgbouncer.log ---\n{self.bouncer.logs()}")
+        return "\n".join(parts)
+
+    def stop(self):
+        if self.server is not None:
+            self.server.stop()
+        if self.bouncer is not None:
+            self.bouncer.stop()
+            self.bouncer = None
+        if self.work_dir is not None:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+            self.work_dir = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

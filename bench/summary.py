@@ -1,0 +1,88 @@
+"""Medians over rounds, and ratios paired round by round.
+
+Rounds are interleaved (A B C ... A B C ...), so a ratio is taken within each round (the
+two runs minutes apart, not half an hour) and then summarised by its median and its
+min-max over rounds.
+"""
+
+from statistics import median
+
+from bench.configs import REFERENCE
+
+
+def spread(values):
+    """{"median", "min", "max", "n"} of the non-None values (None when there are none)."""
+    values = [value for value in values if value is not None]
+    if not values:
+        return None
+    return {"median": median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def index_runs(runs):
+    """{(variant, config, page): {round: run}} for the runs that produced figures."""
+    table = {}
+    for run in runs:
+        if run.get("error"):
+            continue
+        table.setdefault((run["variant"], run["config"], run["page"]), {})[run["round"]] = run
+    return table
+
+
+def paired_ratio(table, numerator, denominator, metric="rps"):
+    """Per-round ratio of two (variant, config, page) keys, summarised over rounds."""
+    top, bottom = table.get(numerator, {}), table.get(denominator, {})
+    ratios = [
+        top[r][metric] / bottom[r][metric]
+        for r in sorted(top.keys() & bottom.keys())
+        if bottom[r][metric]
+    ]
+    return spread(ratios)
+
+
+def summarise(runs, variants, configs, page_keys):
+    """One row per (variant, config, page), in matrix order."""
+    table = index_runs(runs)
+    rows = []
+    for variant in variants:
+        for config in configs:
+            for page in page_keys:
+                key = (variant, config, page)
+                mine = [run for run in runs if (run["variant"], run["config"], run["page"]) == key]
+                done = list(table.get(key, {}).values())
+                row = {
+                    "variant": variant,
+                    "config": config,
+                    "page": page,
+                    "rounds": len(mine),
+                    "failed": sum(1 for run in mine if run.get("error")),
+                    "errors": sorted(
+                        {run["error"].splitlines()[0] for run in mine if run.get("error")}
+                    ),
+                    "rps": spread(run["rps"] for run in done),
+                    "p50_ms": spread(run["latency_ms"]["p50"] for run in done),
+                    "p99_ms": spread(run["latency_ms"]["p99"] for run in done),
+                    "ok": sum(run["ok"] for run in done),
+                    "non2xx": sum(run["non2xx"] for run in done),
+                    "socket_errors": sum(run["socket_errors"] for run in done),
+                    "backends_mid": spread(run["backends_mid"] for run in done),
+                    "backends_max": spread(run["backends_max"] for run in done),
+                    "statements_per_request": spread(run["statements_per_request"] for run in done),
+                    "extra_statements_per_request": spread(
+                        run["extra_statements_per_request"] for run in done
+                    ),
+                    "vs_reference": paired_ratio(table, key, (variant, REFERENCE, page)),
+                    "vs_ceiling": (
+                        paired_ratio(table, key, (variant, config, "nodb"))
+                        if page != "nodb"
+                        else None
+                    ),
+                }
+                rows.append(row)
+    return rows
+
+
+def find_row(rows, variant, config, page="items"):
+    for row in rows:
+        if (row["variant"], row["config"], row["page"]) == (variant, config, page):
+            return row
+    return None
