@@ -1,2 +1,11 @@
+"""Staff-only live dashboard: the page and its JSON snapshot."""
+
+from django.urls import path
+
+from dashboard import views
+
 app_name = "dashboard"
-urlpatterns = []
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("api/snapshot", views.api_snapshot, name="snapshot"),
+]

@@ -8,12 +8,30 @@ stop or restart the server are skipped, since they cannot control it).
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import dj_database_url
 import pytest
+from django.test.utils import override_settings
 
+from dashboard import metrics
 from tests.support.modwsgi import ModWsgiServer
 from tests.support.pgcluster import PgCluster
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dashboard_metrics_dir():
+    """The test process publishes its dashboard metrics into a directory of its own.
+
+    Never the repo's var/metrics: a running site would count the test's requests.
+    """
+    path = tempfile.mkdtemp(prefix="dashboard-metrics-")
+    override = override_settings(DASHBOARD_METRICS_DIR=path, DASHBOARD_PUBLISH_INTERVAL=1)
+    override.enable()
+    yield Path(path)
+    metrics.publisher.stop()
+    override.disable()
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

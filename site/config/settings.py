@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "catalog",
+    "persistent_backend",
     "dashboard",
     "apache_conf",
 ]
@@ -97,12 +98,32 @@ if env.bool("DJANGO_DB_POOL", False):
     # Django's native pool (psycopg 3 only): the bench compares against it.
     _db["OPTIONS"]["pool"] = True
 if DB_ENGINE == "persistent_backend":
+
+    def _seconds(name):
+        value = env.str(name, "")
+        if value == "":
+            return None
+        if value.lower() == "none":
+            return "none"
+        try:
+            return float(value)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}={value!r} is not a number of seconds") from None
+
     _db["OPTIONS"]["persistent"] = {
-        key: value
+        key: (None if value == "none" else value)
         for key, value in {
             "mode": env.str("PERSISTENT_MODE", "auto"),
             "reset": env.str("PERSISTENT_RESET", "rollback"),
             "max_size": env.int("PERSISTENT_MAX_SIZE", None),
+            "max_uses": env.int("PERSISTENT_MAX_USES", None),
+            "max_age": _seconds("PERSISTENT_MAX_AGE"),
+            "idle_timeout": _seconds("PERSISTENT_IDLE_TIMEOUT"),
+            "checkout_timeout": _seconds("PERSISTENT_CHECKOUT_TIMEOUT"),
+            "ping_after": _seconds("PERSISTENT_PING_AFTER"),
+            "application_name": env.str("PERSISTENT_APPLICATION_NAME", None),
+            "processes": env.int("PERSISTENT_PROCESSES", None),
+            "threads": env.int("PERSISTENT_THREADS", None),
         }.items()
         if value is not None
     }
@@ -141,11 +162,27 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
+# --- Dashboard (README "Dashboard") ---------------------------------------------------
+# Every process publishes its request figures here, at most once per interval (seconds).
+DASHBOARD_METRICS_DIR = Path(env.str("DASHBOARD_METRICS_DIR", str(VAR_DIR / "metrics")))
+DASHBOARD_PUBLISH_INTERVAL = env.int("DASHBOARD_PUBLISH_INTERVAL", 2)
+# Bearer token for /metrics (Prometheus); empty: only a staff session may read it.
+DASHBOARD_METRICS_TOKEN = env.str("DASHBOARD_METRICS_TOKEN", "")
+# The request-counting middleware (first, so it times everything); DASHBOARD_METRICS=0
+# drops it (the bench measures its cost that way).
+if env.bool("DASHBOARD_METRICS", True):
+    MIDDLEWARE.insert(0, "dashboard.middleware.RequestMetricsMiddleware")
+
 # --- Development tools: only ever loaded with DEBUG on --------------------------------
 if DEBUG:
     INSTALLED_APPS.append("debug_toolbar")
     MIDDLEWARE.insert(0, "debug_toolbar.middleware.DebugToolbarMiddleware")
     INTERNAL_IPS = env.list("DJANGO_INTERNAL_IPS", ["127.0.0.1", "::1"])
+    from debug_toolbar.settings import PANELS_DEFAULTS
+
+    # The default panels plus persistent_backend's (reused or new connection, its age,
+    # uses and backend pid, and the process's pool statistics).
+    DEBUG_TOOLBAR_PANELS = [*PANELS_DEFAULTS, "persistent_backend.panels.PersistentConnectionPanel"]
 
 LOGGING = {
     "version": 1,

@@ -13,6 +13,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("dashboard/", include("dashboard.urls")),
+    path("metrics", include("dashboard.metrics_urls")),
 ]
 
 if settings.DEBUG:
