@@ -1,1 +1,16 @@
-"""A Django database ENGINE for PostgreSQL that keeps connections across requests."""
+"""persistent_backend: a Django ENGINE for PostgreSQL that keeps connections across requests.
+
+Use ``"ENGINE": "persistent_backend"``; see README.md ("Persistent connections") for the
+modes and options. Public helpers:
+
+* ``stats()``: ``{alias: {...}}`` counters and connections of this process.
+* ``current_connection_info(alias="default")``: the connection the current request used.
+* ``close_all()``: close every idle kept connection of this process.
+"""
+
+from persistent_backend import request_context as _request_context  # noqa: F401  (connects the signals)
+from persistent_backend.registry import close_all
+from persistent_backend.stats import current_connection_info, stats
+from persistent_backend.stores import CheckoutTimeout
+
+__all__ = ["CheckoutTimeout", "close_all", "current_connection_info", "stats"]

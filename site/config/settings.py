@@ -173,6 +173,14 @@ DASHBOARD_METRICS_TOKEN = env.str("DASHBOARD_METRICS_TOKEN", "")
 if env.bool("DASHBOARD_METRICS", True):
     MIDDLEWARE.insert(0, "dashboard.middleware.RequestMetricsMiddleware")
 
+# --- Test-only fault views (README "Reliability and security"): never in production ---
+# The fault suite sets DJANGO_TEST_FAULT_VIEWS=1 for its own servers: /_faults/ views that
+# raise, SET, lock and sleep, and an X-Fault-Pid header; `check --deploy` fails while on.
+TEST_FAULT_VIEWS = env.bool("DJANGO_TEST_FAULT_VIEWS", False)
+if TEST_FAULT_VIEWS:
+    INSTALLED_APPS.append("tests.faults.faultviews")
+    MIDDLEWARE.insert(0, "tests.faults.faultviews.middleware.ProcessIdMiddleware")
+
 # --- Development tools: only ever loaded with DEBUG on --------------------------------
 if DEBUG:
     INSTALLED_APPS.append("debug_toolbar")

@@ -1,0 +1,182 @@
+"""Is an idle connection still alive? Answered without a round trip to the server.
+
+1. libpq's own status (``PQstatus``) and the transaction status (``PQtransactionStatus``),
+   both read from the client's memory.
+2. A non-blocking ``poll()`` of the socket with a zero timeout. An idle connection has
+   nothing to read; if its socket is readable the server closed it (EOF) or sent an
+   error before closing (``terminating connection due to administrator command``,
+   ``idle_session_timeout``, shutdown). The bytes are peeked (``MSG_PEEK``: libpq's state
+   is untouched) and parsed as protocol messages to tell those apart from harmless
+   asynchronous messages (NOTIFY, NOTICE, ParameterStatus).
+3. Only if asked (``ping_after``): an empty query, one round trip, for connections idle
+   long enough that a half-open TCP peer is a real possibility.
+
+Works for psycopg2 and psycopg 3: both expose ``info.status``, ``info.transaction_status``,
+``info.backend_pid`` and ``fileno()``.
+"""
+
+import select
+import socket
+import struct
+from dataclasses import dataclass
+
+CONNECTION_OK = 0
+TRANSACTION_IDLE = 0
+TRANSACTION_ACTIVE = 1
+TRANSACTION_INTRANS = 2
+TRANSACTION_INERROR = 3
+TRANSACTION_UNKNOWN = 4
+TRANSACTION_STATES_AT_REST = (TRANSACTION_IDLE, TRANSACTION_INTRANS, TRANSACTION_INERROR)
+
+# Backend messages that may arrive on an idle connection without meaning it is dead.
+_ASYNC_HARMLESS = {b"A", b"N", b"S"}  # NotificationResponse, NoticeResponse, ParameterStatus
+_POLL_BAD = select.POLLERR | select.POLLHUP | select.POLLNVAL
+_PEEK_BYTES = 8192
+
+
+@dataclass(frozen=True)
+class Verdict:
+    alive: bool
+    reason: str = ""  # "terminated" | "closed" | "broken" | "ping_failed"
+    detail: str = ""
+
+
+ALIVE = Verdict(True)
+
+
+def status_ok(raw):
+    """libpq says the connection is usable (no I/O)."""
+    try:
+        if raw.closed:
+            return False
+        return int(raw.info.status) == CONNECTION_OK
+    except Exception:
+        return False
+
+
+def transaction_status(raw):
+    """``PQtransactionStatus`` as an int (no I/O); UNKNOWN if it cannot be read."""
+    try:
+        return int(raw.info.transaction_status)
+    except Exception:
+        return TRANSACTION_UNKNOWN
+
+
+def fileno(raw):
+    try:
+        return raw.fileno()
+    except Exception:
+        return -1
+
+
+def ssl_in_use(raw):
+    try:
+        info = raw.info
+        if hasattr(info, "ssl_in_use"):
+            return bool(info.ssl_in_use)
+        return bool(raw.pgconn.ssl_in_use)
+    except Exception:
+        return False
+
+
+def parse_backend_messages(data):
+    """Classify peeked bytes: ("eof"|"error"|"harmless"|"unknown", detail)."""
+    if not data:
+        return "eof", "server closed the connection"
+    pos = 0
+    while pos < len(data):
+        kind = data[pos : pos + 1]
+        if len(data) - pos < 5:
+            return ("harmless", "") if kind in _ASYNC_HARMLESS else ("unknown", "")
+        (length,) = struct.unpack("!I", data[pos + 1 : pos + 5])
+        if length < 4:
+            return "unknown", ""
+        body = data[pos + 5 : pos + 1 + length]
+        if kind == b"E":
+            return "error", _error_text(body)
+        if kind not in _ASYNC_HARMLESS:
+            return "unknown", ""
+        pos += 1 + length
+    return "harmless", ""
+
+
+def _error_text(body):
+    fields = {}
+    for part in body.split(b"\0"):
+        if part:
+            fields[part[:1]] = part[1:].decode(errors="replace")
+    message = fields.get(b"M", "error from server")
+    code = fields.get(b"C")
+    return f"{message} ({code})" if code else message
+
+
+def socket_verdict(fd, ssl=False):
+    """Zero-timeout poll of an idle connection's socket, then peek at what is waiting."""
+    if fd < 0:
+        return Verdict(False, "closed", "no socket")
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLPRI)
+    try:
+        events = poller.poll(0)
+    except OSError as exc:
+        return Verdict(False, "closed", f"poll failed: {exc}")
+    if not events:
+        return ALIVE
+    mask = events[0][1]
+    if mask & select.POLLNVAL:
+        return Verdict(False, "closed", "socket is not open")
+    if ssl:
+        # Encrypted bytes cannot be parsed; an idle TLS connection has nothing to say.
+        return Verdict(False, "closed", "unexpected data on an idle TLS connection")
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        return Verdict(False, "closed", f"socket unusable: {exc}")
+    try:
+        data = sock.recv(_PEEK_BYTES, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return ALIVE if not mask & _POLL_BAD else Verdict(False, "closed", "socket error")
+    except OSError as exc:
+        return Verdict(False, "closed", f"socket error: {exc}")
+    finally:
+        sock.detach()  # the fd belongs to libpq: never close it here
+    kind, detail = parse_backend_messages(data)
+    if kind == "harmless":
+        return ALIVE
+    if kind == "error":
+        return Verdict(False, "terminated", detail)
+    if kind == "eof":
+        return Verdict(False, "closed", detail)
+    return Verdict(False, "closed", "unexpected bytes on an idle connection")
+
+
+def probe(raw, ssl=False):
+    """Zero-round-trip verdict for an idle connection (status, transaction, socket)."""
+    if not status_ok(raw):
+        return Verdict(False, "broken", "libpq reports the connection as bad")
+    tx = transaction_status(raw)
+    if tx not in TRANSACTION_STATES_AT_REST:
+        return Verdict(False, "broken", f"transaction status {tx}")
+    return socket_verdict(fileno(raw), ssl)
+
+
+def ping(raw, is_psycopg3):
+    """One round trip: an empty query (the server answers EmptyQueryResponse)."""
+    try:
+        if is_psycopg3:
+            raw.execute("")
+        else:
+            import psycopg2
+
+            with raw.cursor() as cursor:
+                try:
+                    cursor.execute(";")
+                except psycopg2.ProgrammingError as exc:
+                    # psycopg2 reports the server's EmptyQueryResponse this way.
+                    if "empty query" not in str(exc):
+                        raise
+        if not raw.autocommit and transaction_status(raw) != TRANSACTION_IDLE:
+            raw.rollback()
+    except Exception as exc:
+        return Verdict(False, "ping_failed", str(exc).strip().splitlines()[0] if str(exc) else "")
+    return ALIVE if status_ok(raw) else Verdict(False, "ping_failed", "bad status after ping")

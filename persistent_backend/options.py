@@ -1,0 +1,130 @@
+"""``OPTIONS["persistent"]``: defaults, validation, libpq defaults and ``application_name``."""
+
+import math
+import socket
+from dataclasses import asdict, dataclass, fields
+
+from django.core.exceptions import ImproperlyConfigured
+
+MODES = ("auto", "process", "thread", "pool")
+RESETS = ("rollback", "discard")
+# PostgreSQL truncates application_name to NAMEDATALEN - 1 bytes.
+APPLICATION_NAME_MAX_BYTES = 63
+
+# libpq defaults so that a silent peer (host gone, half-open TCP) is noticed by the kernel:
+# an idle socket whose keepalives fail turns readable/errored, which the zero-round-trip
+# probe sees. They do nothing on unix sockets. OPTIONS of the database win.
+KEEPALIVE_DEFAULTS = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30000,  # milliseconds
+}
+
+
+@dataclass(frozen=True)
+class Options:
+    """Every key of ``OPTIONS["persistent"]``; all optional (see README for each)."""
+
+    mode: str = "auto"
+    max_size: int | None = None
+    checkout_timeout: float = 5.0
+    max_age: float | None = 1800.0
+    jitter: float = 0.1
+    max_uses: int | None = None
+    idle_timeout: float | None = 300.0
+    ping_after: float | None = None
+    reset: str = "rollback"
+    reopen: bool = False
+    housekeeping: float | None = None  # None: 30 s under a web server, off elsewhere
+    application_name: str = "site"
+    processes: int | None = None
+    threads: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings_dict):
+        """Parse ``settings_dict["OPTIONS"]["persistent"]``; ImproperlyConfigured if invalid."""
+        raw = (settings_dict.get("OPTIONS") or {}).get("persistent") or {}
+        if not isinstance(raw, dict):
+            raise ImproperlyConfigured('OPTIONS["persistent"] must be a dict')
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ImproperlyConfigured(
+                f'OPTIONS["persistent"]: unknown key(s) {", ".join(unknown)}; '
+                f"valid keys: {', '.join(sorted(known))}"
+            )
+        values = dict(raw)
+        if "application_name" not in values:
+            explicit = (settings_dict.get("OPTIONS") or {}).get("application_name")
+            if explicit:
+                values["application_name"] = explicit
+        options = cls(**values)
+        options.validate()
+        return options
+
+    def validate(self):
+        def fail(key, why):
+            raise ImproperlyConfigured(
+                f'OPTIONS["persistent"]["{key}"] = {getattr(self, key)!r}: {why}'
+            )
+
+        if self.mode not in MODES:
+            fail("mode", f"use one of {', '.join(MODES)}")
+        if self.reset not in RESETS:
+            fail("reset", f"use one of {', '.join(RESETS)}")
+        for key in ("max_size", "max_uses", "processes", "threads"):
+            value = getattr(self, key)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                fail(key, "use a positive integer or None")
+        for key in ("max_age", "idle_timeout", "ping_after", "housekeeping"):
+            value = getattr(self, key)
+            if value is not None and not _non_negative_number(value):
+                fail(key, "use a number of seconds >= 0, or None")
+        if not _non_negative_number(self.checkout_timeout):
+            fail("checkout_timeout", "use a number of seconds >= 0")
+        if not _non_negative_number(self.jitter) or self.jitter >= 1:
+            fail("jitter", "use a fraction between 0 and 1 (0.1 = +/-10%)")
+        if not isinstance(self.reopen, bool):
+            fail("reopen", "use True or False")
+        if not isinstance(self.application_name, str) or not self.application_name:
+            fail("application_name", "use a non-empty string")
+
+    def as_dict(self):
+        return asdict(self)
+
+
+def _non_negative_number(value):
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
+def short_hostname():
+    return socket.gethostname().split(".")[0] or "localhost"
+
+
+def application_name(prefix, pid, host=None):
+    """``<prefix>:<host>:<pid>`` within PostgreSQL's 63 bytes, shortening the host part.
+
+    The dashboard splits it with ``rsplit(":", 2)``, so the pid and the host separator
+    always survive; only if the prefix alone is too long is the prefix cut as well.
+    """
+    host = host if host is not None else short_hostname()
+    name = f"{prefix}:{host}:{pid}"
+    excess = len(name.encode()) - APPLICATION_NAME_MAX_BYTES
+    if excess <= 0:
+        return name
+    host_bytes = host.encode()
+    if excess <= len(host_bytes):
+        host = host_bytes[: len(host_bytes) - excess].decode(errors="ignore")
+        return f"{prefix}:{host}:{pid}"
+    tail = f"::{pid}".encode()
+    prefix = prefix.encode()[: APPLICATION_NAME_MAX_BYTES - len(tail)].decode(errors="ignore")
+    return f"{prefix}::{pid}"

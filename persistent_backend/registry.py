@@ -1,0 +1,208 @@
+"""The stores of this process (one per alias), fork safety, housekeeping and shutdown."""
+
+import atexit
+import itertools
+import logging
+import os
+import threading
+import weakref
+
+from django.db.backends.base.base import NO_DB_ALIAS
+
+from persistent_backend import environment
+from persistent_backend.options import Options
+from persistent_backend.record import neutralize
+from persistent_backend.stores import Store
+
+logger = logging.getLogger("persistent_backend")
+
+_lock = threading.Lock()
+_stores = {}  # alias -> Store (the current one for the alias' current settings)
+_wrappers = weakref.WeakSet()  # every persistent DatabaseWrapper (to neutralize on fork)
+_slot_ids = itertools.count(1)
+_housekeeper = None
+
+
+def settings_key(wrapper):
+    """What a kept connection depends on: a store is only reused for identical settings."""
+    from django.conf import settings
+
+    s = wrapper.settings_dict
+    return (
+        s.get("NAME"),
+        s.get("USER"),
+        s.get("PASSWORD"),
+        s.get("HOST"),
+        s.get("PORT"),
+        s.get("AUTOCOMMIT"),
+        repr(s.get("OPTIONS")),
+        wrapper.timezone_name,
+        settings.USE_TZ,
+    )
+
+
+def store_for(wrapper, create=True):
+    """The store serving ``wrapper``'s alias, created on first use (None for NO_DB_ALIAS)."""
+    if wrapper.alias == NO_DB_ALIAS:
+        return None
+    pid = os.getpid()
+    key = settings_key(wrapper)
+    store = _stores.get(wrapper.alias)
+    if store is not None and store.key == key and store.owner_pid == pid and not store.retired:
+        return store
+    if not create:
+        return store if store is not None and store.owner_pid == pid else None
+    with _lock:
+        store = _stores.get(wrapper.alias)
+        if store is not None and store.key == key and store.owner_pid == pid:
+            if not store.retired:
+                return store
+        new = new_store(wrapper, key)
+        _stores[wrapper.alias] = new
+    if store is not None and store.owner_pid == pid:
+        store.retire()
+    logger.log(
+        logging.INFO if new.shape.server != "other" else logging.DEBUG,
+        "database '%s' in pid %d: %s mode (%s)%s",
+        wrapper.alias,
+        pid,
+        new.mode,
+        new.mode_reason,
+        f", max_size {new.max_size}" if new.max_size else "",
+    )
+    if new.housekeeping:
+        ensure_housekeeper()
+    return new
+
+
+def new_store(wrapper, key=None):
+    """A store for ``wrapper``'s settings (not registered: ``store_for`` does that)."""
+    options = Options.from_settings(wrapper.settings_dict)
+    shape = environment.detect_shape(options)
+    mode, reason = environment.resolve_mode(options, shape)
+    max_size = environment.default_max_size(options, shape)
+    return Store(
+        wrapper.alias, key or settings_key(wrapper), options, mode, max_size, shape, reason,
+        is_psycopg3=wrapper.is_psycopg3,
+    )  # fmt: skip
+
+
+def stores():
+    pid = os.getpid()
+    return [store for store in list(_stores.values()) if store.owner_pid == pid]
+
+
+def track_wrapper(wrapper):
+    """Register a DatabaseWrapper; returns its slot id (its connection in thread mode)."""
+    _wrappers.add(wrapper)
+    slot = next(_slot_ids)
+    weakref.finalize(wrapper, _slot_gone, wrapper.alias, slot)
+    return slot
+
+
+def _slot_gone(alias, slot):
+    # Runs from the garbage collector: no lock may be taken here.
+    store = _stores.get(alias)
+    if store is not None:
+        store.orphan_slot(slot)
+
+
+def on_request_started(sender):
+    """The first request from an ASGI handler: ``auto`` stores in thread mode become pools."""
+    if environment.note_request_handler(sender):
+        with _lock:
+            switch = [s for s in stores() if s.options.mode == "auto" and s.mode == "thread"]
+            for store in switch:
+                del _stores[store.alias]
+        for store in switch:
+            store.retire()
+
+
+def close_all():
+    """Close every idle kept connection of this process (busy ones close when returned)."""
+    closed = 0
+    for store in stores():
+        closed += store.close_idle()
+    return closed
+
+
+def reset():
+    """Forget every store of this process after closing its idle connections (tests)."""
+    closed = 0
+    with _lock:
+        current = stores()
+        for store in current:
+            _stores.pop(store.alias, None)
+    for store in current:
+        closed += store.retire()
+    return closed
+
+
+# -- fork safety ---------------------------------------------------------------------------
+def _after_fork_in_child():
+    """In a forked child: the parent's connections are not ours. Neutralize, start afresh.
+
+    New lock and stores (the old lock may have been held by a parent thread at fork time);
+    every inherited socket is pointed at /dev/null so nothing the child does can reach the
+    parent's sessions. Django connection objects still holding one reconnect on next use.
+    """
+    global _lock, _stores, _housekeeper
+    inherited = list(_stores.values())
+    _lock = threading.Lock()
+    _stores = {}
+    _housekeeper = None
+    for store in inherited:
+        for record in list(store.records):
+            neutralize(record.raw)
+    for wrapper in list(_wrappers):
+        wrapper.after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# -- housekeeping --------------------------------------------------------------------------
+class Housekeeper(threading.Thread):
+    """Closes idle connections past ``idle_timeout``/``max_age`` even without traffic."""
+
+    def __init__(self):
+        super().__init__(name="persistent_backend-housekeeping", daemon=True)
+        self.stopping = False
+        self.wakeup = threading.Event()  # set: recompute the interval (new store) or stop
+        self.pid = os.getpid()
+
+    def run(self):
+        while not self.stopping and os.getpid() == self.pid:
+            intervals = [s.housekeeping for s in stores() if s.housekeeping]
+            if self.wakeup.wait(min(intervals, default=30.0)):
+                self.wakeup.clear()
+                continue
+            for store in stores():
+                if store.housekeeping:
+                    try:
+                        store.housekeep()
+                    except Exception:
+                        logger.exception("housekeeping of '%s' failed", store.alias)
+
+    def stop(self):
+        self.stopping = True
+        self.wakeup.set()
+
+
+def ensure_housekeeper():
+    global _housekeeper
+    with _lock:
+        if _housekeeper is None or not _housekeeper.is_alive():
+            _housekeeper = Housekeeper()
+            _housekeeper.start()
+        else:
+            _housekeeper.wakeup.set()
+
+
+def _at_exit():
+    if _housekeeper is not None:
+        _housekeeper.stop()
+    close_all()
+
+
+atexit.register(_at_exit)

@@ -1,0 +1,370 @@
+"""Where connections wait between requests: one store per database alias and process.
+
+* ``pool``: a bounded LIFO list shared by the threads of the process; a request that finds
+  every connection busy and the pool full waits up to ``checkout_timeout``.
+* ``process``: the same with one connection, so even a threaded server never lets two
+  threads use it at once (the second waits; a system check reports the misconfiguration).
+* ``thread``: one connection per thread (per Django connection object), unbounded.
+
+The store never talks to Django: the database wrapper opens connections (Django's own
+``connect()``), the store lends, takes back, recycles and closes them. All bookkeeping
+happens under the store's one lock; connections are closed and probed outside it.
+"""
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+
+from django.db.utils import OperationalError
+
+from persistent_backend import environment, liveness
+from persistent_backend.stats import Counters
+
+logger = logging.getLogger("persistent_backend")
+
+
+class CheckoutTimeout(OperationalError):
+    """No connection became free within ``checkout_timeout`` (shown as a 503 by the site)."""
+
+
+class Store:
+    def __init__(self, alias, key, options, mode, max_size, shape, mode_reason, is_psycopg3):
+        self.alias = alias
+        self.key = key
+        self.options = options
+        self.mode = mode
+        self.mode_reason = mode_reason
+        self.shape = shape
+        self.is_psycopg3 = is_psycopg3
+        self.max_size = {"process": 1, "pool": max_size}.get(mode)
+        self.housekeeping = environment.housekeeping_interval(options, shape)
+        self.owner_pid = os.getpid()
+        self.created = time.monotonic()
+        self.cond = threading.Condition(threading.Lock())
+        self.records = set()  # every open connection of this store
+        self.idle = []  # pool/process: idle connections, most recently used last
+        self.slots = {}  # thread: slot id -> idle connection of that thread
+        self.opening = 0  # reservations: connections being opened
+        self.retired = False
+        self.orphaned_slots = deque()  # Django connection objects that were collected
+        self.counters = Counters()
+        self.budget_checked = False
+        self.server_version = None  # libpq's server_version of this store's connections
+
+    # -- lending ---------------------------------------------------------------------
+    def acquire(self, slot=None):
+        """A live idle connection (``Record``, now in use), or None: the caller must open
+        one, holding the reservation taken here (then ``opened()`` or ``open_failed()``).
+
+        Raises ``CheckoutTimeout`` when the store is full for ``checkout_timeout`` seconds.
+        """
+        while True:
+            stale = []
+            try:
+                with self.cond:
+                    self._drain_orphans(stale)
+                    record = self._wait(slot, stale)
+                    if record is None:
+                        self.opening += 1
+                    else:
+                        record.in_use = True
+            finally:
+                self._close_all(stale)
+            if record is None:
+                return None
+            verdict = self._check(record)
+            if verdict.alive:
+                self._lend(record, reused=True, holder=slot)
+                return record
+            self.discard(record, reason=verdict.reason, detail=verdict.detail)
+
+    def _wait(self, slot, stale):
+        """Under the lock: an idle connection, or None when there is room to open one."""
+        waited_since = None
+        while True:
+            record = self._take_idle(slot)
+            if record is not None or self._has_room():
+                if waited_since is not None:
+                    self.counters.checkout_wait_seconds += time.monotonic() - waited_since
+                return record
+            now = time.monotonic()
+            if waited_since is None:
+                waited_since = now
+                self.counters.checkout_waits += 1
+            remaining = self.options.checkout_timeout - (now - waited_since)
+            if remaining <= 0:
+                self.counters.checkout_timeouts += 1
+                self.counters.checkout_wait_seconds += now - waited_since
+                raise CheckoutTimeout(
+                    f"persistent_backend: no free connection for database '{self.alias}' "
+                    f"within {self.options.checkout_timeout:g}s ({self.mode} mode, "
+                    f"max_size {self.max_size}, {self._in_use()} in use)"
+                )
+            # In slices: a thread that died holding a connection frees it only through
+            # the garbage collector, which cannot notify (it must not take this lock).
+            self.cond.wait(min(remaining, 0.5))
+            self._drain_orphans(stale)
+
+    def _take_idle(self, slot):
+        if self.mode == "thread":
+            return self.slots.pop(slot, None)
+        return self.idle.pop() if self.idle else None
+
+    def _has_room(self):
+        return self.max_size is None or len(self.records) + self.opening < self.max_size
+
+    def _in_use(self):
+        return sum(1 for record in self.records if record.in_use)
+
+    def _check(self, record):
+        """Before reuse: expired while idle? dead? (no round trip unless ``ping_after``)."""
+        now = time.monotonic()
+        options = self.options
+        if options.idle_timeout is not None and now - record.last_used > options.idle_timeout:
+            return liveness.Verdict(False, "recycle:idle")
+        if record.expires is not None and now >= record.expires:
+            return liveness.Verdict(False, "recycle:age")
+        verdict = liveness.probe(record.raw, record.ssl)
+        if verdict.alive and options.ping_after is not None:
+            if now - record.last_used >= options.ping_after:
+                with self.cond:
+                    self.counters.pings += 1
+                verdict = liveness.ping(record.raw, self.is_psycopg3)
+        return verdict
+
+    def _lend(self, record, reused, holder):
+        with self.cond:
+            record.in_use = True
+            record.holder = holder
+            record.uses += 1
+            self.counters.requests += 1
+            if reused:
+                self.counters.reuses += 1
+
+    def opened(self, record, in_use=True, connect_seconds=0.0):
+        """A connection the caller opened with a reservation from ``acquire``/``reserve``."""
+        to_close = []
+        with self.cond:
+            self.opening -= 1
+            self.records.add(record)
+            self.counters.opened += 1
+            self.counters.connect_seconds += connect_seconds
+            if not in_use:
+                self._put_idle(record, to_close)
+                self.cond.notify()
+        self._close_all(to_close)
+        if in_use:
+            self._lend(record, reused=False, holder=record.slot)
+
+    def open_failed(self):
+        with self.cond:
+            self.opening -= 1
+            self.counters.connect_failures += 1
+            self.cond.notify()
+
+    def reserve(self):
+        """Take a reservation for a replacement connection if there is room (no waiting)."""
+        with self.cond:
+            if self.retired or not self._has_room():
+                return False
+            self.opening += 1
+            return True
+
+    # -- taking back -----------------------------------------------------------------
+    def checkin(self, record):
+        """Take back a connection at the end of a request (already rolled back / reset).
+
+        Returns the recycle reason ("age" or "uses") if it was closed instead of kept.
+        """
+        now = time.monotonic()
+        options = self.options
+        reason = None
+        if record.expires is not None and now >= record.expires:
+            reason = "age"
+        elif options.max_uses is not None and record.uses >= options.max_uses:
+            reason = "uses"
+        to_close = []
+        with self.cond:
+            record.in_use = False
+            record.holder = None
+            record.last_used = now
+            if reason is None and not self.retired:
+                self._put_idle(record, to_close)
+            else:
+                self.records.discard(record)
+                to_close.append(record)
+                if reason:
+                    self.counters.recycles[reason] += 1
+                else:
+                    self.counters.closed += 1  # its store was retired meanwhile
+            self._sweep(now, to_close)
+            self._drain_orphans(to_close)
+            self.cond.notify_all()
+        if reason:
+            logger.debug(
+                "recycling backend %s of '%s' (%s: age %.0fs, %d uses)",
+                record.backend_pid,
+                self.alias,
+                reason,
+                record.age(now),
+                record.uses,
+            )
+        self._close_all(to_close)
+        return reason
+
+    def _put_idle(self, record, to_close):
+        if self.mode == "thread":
+            previous = self.slots.get(record.slot)
+            if previous is not None and previous is not record:
+                # A replacement was opened meanwhile: keep one connection per thread.
+                self.records.discard(previous)
+                self.counters.closed += 1
+                to_close.append(previous)
+            self.slots[record.slot] = record
+        else:
+            self.idle.append(record)
+
+    def _idle_records(self):
+        return list(self.slots.values()) if self.mode == "thread" else list(self.idle)
+
+    def _remove_idle(self, record):
+        if self.mode == "thread":
+            if self.slots.get(record.slot) is record:
+                del self.slots[record.slot]
+        elif record in self.idle:
+            self.idle.remove(record)
+        self.records.discard(record)
+
+    def _sweep(self, now, to_close):
+        """Under the lock: remove idle connections past ``idle_timeout`` or ``max_age``."""
+        idle_timeout = self.options.idle_timeout
+        for record in self._idle_records():
+            if idle_timeout is not None and now - record.last_used > idle_timeout:
+                reason = "idle"
+            elif record.expires is not None and now >= record.expires:
+                reason = "age"
+            else:
+                continue
+            self._remove_idle(record)
+            self.counters.recycles[reason] += 1
+            to_close.append(record)
+
+    def _drain_orphans(self, to_close):
+        """Under the lock: connections of Django connection objects that no longer exist.
+
+        Their thread ended (thread-local objects are collected with it): its idle
+        connection (thread mode) is closed, and one it still held, never returned (e.g. a
+        background thread that queried without ``close_old_connections()``), is taken back
+        and closed too, so it does not hold a pool slot forever.
+        """
+        while self.orphaned_slots:
+            slot = self.orphaned_slots.popleft()
+            record = self.slots.pop(slot, None)
+            if record is not None:
+                self.records.discard(record)
+                self.counters.closed += 1
+                to_close.append(record)
+            for record in [r for r in self.records if r.in_use and r.holder == slot]:
+                self.records.discard(record)
+                record.in_use = False
+                self.counters.discards["abandoned"] = self.counters.discards.get("abandoned", 0) + 1
+                to_close.append(record)
+                logger.warning(
+                    "a thread ended without returning its connection to '%s' (backend %s): "
+                    "closed it. Call django.db.close_old_connections() when a background "
+                    "thread is done with the database.",
+                    self.alias,
+                    record.backend_pid,
+                )
+
+    def discard(self, record, reason=None, detail="", counter=None):
+        """Drop a connection for good: dead (``reason``), recycled, or closed on request."""
+        with self.cond:
+            self.records.discard(record)
+            record.in_use = False
+            if reason and reason.startswith("recycle:"):
+                self.counters.recycles[reason.split(":", 1)[1]] += 1
+            elif reason:
+                self.counters.reconnects[reason] = self.counters.reconnects.get(reason, 0) + 1
+            elif counter:
+                self.counters.discards[counter] = self.counters.discards.get(counter, 0) + 1
+            else:
+                self.counters.closed += 1
+            self.cond.notify_all()
+        if reason and not reason.startswith("recycle:"):
+            logger.info(
+                "discarding dead connection to '%s' (backend %s, %s%s); the next use reconnects",
+                self.alias,
+                record.backend_pid,
+                reason,
+                f": {detail}" if detail else "",
+            )
+        record.close()
+
+    # -- housekeeping, shutdown --------------------------------------------------------
+    def housekeep(self):
+        """Close idle connections past ``idle_timeout``/``max_age`` (never busy ones)."""
+        to_close = []
+        with self.cond:
+            self._sweep(time.monotonic(), to_close)
+            self._drain_orphans(to_close)
+            if to_close:
+                self.cond.notify_all()
+        self._close_all(to_close)
+        return len(to_close)
+
+    def close_idle(self):
+        """Close every idle connection (``connection.close()``, ``close_all()``)."""
+        with self.cond:
+            to_close = self._idle_records()
+            for record in to_close:
+                self._remove_idle(record)
+            self.counters.closed += len(to_close)
+            self._drain_orphans(to_close)
+            self.cond.notify_all()
+        self._close_all(to_close)
+        return len(to_close)
+
+    def retire(self):
+        """The settings changed: close idle connections now, busy ones when returned."""
+        with self.cond:
+            self.retired = True
+        return self.close_idle()
+
+    def orphan_slot(self, slot):
+        """A thread's Django connection object was garbage-collected (thread ended)."""
+        self.orphaned_slots.append(slot)
+
+    @staticmethod
+    def _close_all(records):
+        for record in records:
+            record.close()
+
+    # -- statistics --------------------------------------------------------------------
+    def snapshot(self):
+        now = time.monotonic()
+        with self.cond:
+            records = sorted(self.records, key=lambda r: r.created)
+            data = self.counters.as_dict()
+            in_use = sum(1 for r in records if r.in_use)
+            data.update(
+                alias=self.alias,
+                mode=self.mode,
+                mode_reason=self.mode_reason,
+                pid=os.getpid(),
+                server=self.shape.server,
+                server_processes=self.shape.processes,
+                server_threads=self.shape.threads,
+                in_use=in_use,
+                idle=len(records) - in_use,
+                opening=self.opening,
+                size=len(records),
+                max_size=self.max_size,
+                housekeeping_seconds=self.housekeeping,
+                connections=[r.describe(now) for r in records],
+                options=self.options.as_dict(),
+                store_age_seconds=round(now - self.created, 3),
+            )
+        return data
