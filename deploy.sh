@@ -13,6 +13,9 @@ RUN_DIR="$VAR/run"
 LOG_DIR="$VAR/log"
 ENV_FILE="$VAR/site.env"
 SERVER_ROOT="$VAR/apache"
+PGBOUNCER_PORT="${PGBOUNCER_PORT:-64329}"
+PGBOUNCER_DIR="$VAR/pgbouncer"
+PGBOUNCER_PID="$RUN_DIR/pgbouncer.pid"
 DAEMON_USER="${DAEMON_USER:-www-data}"
 ADMIN_USER="${ADMIN_USER:-admin}"
 
@@ -36,6 +39,8 @@ Options (server):
                     apache_conf like the generated production configs (default prefork)
   --processes N     daemon processes (overrides the variant)
   --threads N       threads per daemon process (overrides the variant)
+  --pgbouncer       (run, setup) serve through a local PgBouncer in transaction pooling,
+                    configured by manage.py pgbouncer_conf in var/pgbouncer/ (stopped by stop)
 Options (test):
   --no-apache       skip the tests that start Apache/mod_wsgi daemons
 
@@ -47,6 +52,7 @@ Environment:
   ADMIN_USER, ADMIN_PASSWORD   the staff superuser (default: admin, password generated
                            once into var/admin-password, mode 600)
   PG_PORT=54329            port of the local cluster
+  PGBOUNCER_PORT=64329     port of the local PgBouncer (--pgbouncer)
 EOF
 }
 
@@ -59,7 +65,7 @@ case "${1:-}" in
   setup|test|stop|bench|faults) COMMAND="$1"; shift ;;
   help|-h|--help) usage; exit 0 ;;
 esac
-PORT=8000 VARIANT=prefork PROCESSES="" THREADS="" NO_APACHE=0
+PORT=8000 VARIANT=prefork PROCESSES="" THREADS="" NO_APACHE=0 PGBOUNCER=0
 PASSTHROUGH=()
 if [ "$COMMAND" = bench ] || [ "$COMMAND" = faults ]; then
   PASSTHROUGH=("$@")  # their own options: python -m bench --help
@@ -72,6 +78,7 @@ while [ $# -gt 0 ]; do
     --processes) PROCESSES="${2:?--processes needs a number}"; shift 2 ;;
     --threads) THREADS="${2:?--threads needs a number}"; shift 2 ;;
     --no-apache) NO_APACHE=1; shift ;;
+    --pgbouncer) PGBOUNCER=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *)
       if [ "$COMMAND" = run ] || [ "$COMMAND" = setup ] || [ "$COMMAND" = stop ]; then
@@ -81,6 +88,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 case "$VARIANT" in prefork|threaded|hybrid) ;; *) die "--variant must be prefork, threaded or hybrid (got '$VARIANT')" ;; esac
+if [ "$PGBOUNCER" -eq 1 ] && [ "$COMMAND" != run ] && [ "$COMMAND" != setup ]; then
+  die "--pgbouncer goes with running the site or setup, not '$COMMAND'"
+fi
+[[ "$PGBOUNCER_PORT" =~ ^[1-9][0-9]*$ ]] || die "PGBOUNCER_PORT='$PGBOUNCER_PORT' is not a port number"
 for n in "$PORT" ${PROCESSES:+"$PROCESSES"} ${THREADS:+"$THREADS"}; do
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "'$n' is not a positive number"
 done
@@ -105,7 +116,9 @@ as_daemon() { if [ "$(id -u)" -eq 0 ]; then runuser -u "$DAEMON_USER" -- "$@"; e
 system_packages() {
   local wanted=(apache2 apache2-dev postgresql postgresql-contrib libpq-dev gcc python3-dev python3-venv wrk)
   if [ "$COMMAND" = test ] && [ "$NO_APACHE" -eq 0 ]; then wanted+=(chromium chromium-driver); fi
-  if [ "$COMMAND" = bench ] || [ "$COMMAND" = faults ] || [ "$COMMAND" = test ]; then wanted+=(pgbouncer); fi
+  if [ "$COMMAND" = bench ] || [ "$COMMAND" = faults ] || [ "$COMMAND" = test ] || [ "$PGBOUNCER" -eq 1 ]; then
+    wanted+=(pgbouncer)
+  fi
   command -v dpkg-query >/dev/null || die "this script needs Debian/Ubuntu (dpkg/apt): install ${wanted[*]} by hand"
   local missing=()
   for pkg in "${wanted[@]}"; do
@@ -299,8 +312,10 @@ provision_django() {
   fi
   chmod 600 "$password_file" 2>/dev/null || true
   ADMIN_PASSWORD="$password" manage ensure_admin --username "$ADMIN_USER" >/dev/null
-  if [ "$generated" -eq 1 ]; then
+  if [ "$generated" -eq 1 ] && [ -t 2 ]; then  # on a terminal only, never into a CI log
     say "staff superuser '$ADMIN_USER' created; password (shown once, kept in var/admin-password): $password"
+  elif [ "$generated" -eq 1 ]; then
+    say "staff superuser '$ADMIN_USER' created; its password is in var/admin-password (mode 600)"
   fi
 }
 
@@ -345,12 +360,19 @@ run_server() {
   if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
     die "port $PORT is already in use: pick another with --port N"
   fi
+  if [ "$PGBOUNCER" -eq 1 ]; then
+    start_pgbouncer
+    ENV_FILE="$PGBOUNCER_DIR/site.env"  # this run's settings: DATABASE_URL -> PgBouncer
+  fi
   local user_args=()
   if [ "$(id -u)" -eq 0 ]; then user_args=(--user "$DAEMON_USER" --group "$DAEMON_USER"); fi
   export PERSISTENT_MODE DJANGO_ENV_FILE="$ENV_FILE"
   say "site:      http://localhost:$PORT/"
   say "dashboard: http://localhost:$PORT/dashboard/ (user '$ADMIN_USER', password in var/admin-password)"
   say "serving with mod_wsgi-express: $VARIANT, $PROCESSES process(es) x $THREADS thread(s), persistent_backend mode '$PERSISTENT_MODE'; stop with Ctrl-C or ./deploy.sh stop"
+  if [ "$PGBOUNCER" -eq 1 ]; then
+    say "through PgBouncer on 127.0.0.1:$PGBOUNCER_PORT (transaction pooling, var/pgbouncer/pgbouncer.ini; it keeps running until ./deploy.sh stop)"
+  fi
   exec "$VENV/bin/mod_wsgi-express" start-server "$ROOT/site/config/wsgi.py" \
     --port "$PORT" --processes "$PROCESSES" --threads "$THREADS" \
     --server-root "$SERVER_ROOT" --python-path "$ROOT/site" \
@@ -359,6 +381,7 @@ run_server() {
 
 stop_all() {
   stop_server
+  stop_pgbouncer
   if pg_running; then
     say "stopping PostgreSQL (var/postgres)"
     as_pg "$(pg_bin)/pg_ctl" -D "$PGDATA_DIR" -m fast -w -t 60 stop >/dev/null
@@ -366,10 +389,88 @@ stop_all() {
   say "stopped"
 }
 
+# --- PgBouncer (--pgbouncer) ----------------------------------------------------------
+# In front of the local cluster, as the cluster's OS user, configured by the generator
+# (manage.py pgbouncer_conf) for this run's daemon shape. The site reaches it over TCP
+# with its own password (scram-sha-256); PgBouncer checks it against the site role's SCRAM
+# secret copied from pg_authid and logs in to PostgreSQL with the same proof.
+pgbouncer_pid() {
+  local pid
+  pid="$(cat "$PGBOUNCER_PID" 2>/dev/null || true)"
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && printf '%s\n' "$pid"
+}
+
+stop_pgbouncer() {
+  local pid
+  pid="$(pgbouncer_pid)" || return 0
+  say "stopping PgBouncer (pid $pid)"
+  kill -INT "$pid" 2>/dev/null || true  # safe shutdown: running transactions finish first
+  for _ in $(seq 50); do pgbouncer_pid >/dev/null || return 0; sleep 0.2; done
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 25); do pgbouncer_pid >/dev/null || return 0; sleep 0.2; done
+  die "PgBouncer (pid $pid) did not stop: see var/log/pgbouncer.log"
+}
+
+site_password() {  # the site role's password, from var/site.env's DATABASE_URL
+  env_get DATABASE_URL | sed -n 's|^postgres://site:\([0-9a-f]*\)@.*|\1|p'
+}
+
+start_pgbouncer() {
+  [ -z "${DATABASE_URL:-}" ] || die "--pgbouncer runs PgBouncer in front of the local cluster: unset DATABASE_URL"
+  local bin password secret
+  bin="$(command -v pgbouncer || echo /usr/sbin/pgbouncer)"
+  [ -x "$bin" ] || die "pgbouncer is not installed: apt-get install pgbouncer"
+  stop_pgbouncer
+  if (exec 3<>"/dev/tcp/127.0.0.1/$PGBOUNCER_PORT") 2>/dev/null; then
+    die "port $PGBOUNCER_PORT is already in use: set PGBOUNCER_PORT=N"
+  fi
+  mkdir -p "$PGBOUNCER_DIR"
+  manage pgbouncer_conf --out "$PGBOUNCER_DIR" --variant "$VARIANT" \
+    --processes "$PROCESSES" --threads "$THREADS" \
+    --listen-addr 127.0.0.1 --listen-port "$PGBOUNCER_PORT" --unix-socket-dir "$RUN_DIR" \
+    --db-host "$RUN_DIR" --db-port "$PG_PORT" --db-name site --stats-user site \
+    --auth-file "$PGBOUNCER_DIR/userlist.txt" --logfile "$LOG_DIR/pgbouncer.log" \
+    --pidfile "$PGBOUNCER_PID" >/dev/null \
+    || die "could not write var/pgbouncer/pgbouncer.ini (see the lines above)"
+  secret="$(psql_admin postgres "SELECT rolpassword FROM pg_authid WHERE rolname = 'site'")"
+  [[ "$secret" == SCRAM-SHA-256* ]] || die "role 'site' has no SCRAM secret: run ./deploy.sh setup again"
+  rm -f "$PGBOUNCER_DIR/userlist.txt"  # the generator's template (mode 644): no secret in it
+  (umask 077 && printf '"site" "%s"\n' "$secret" >"$PGBOUNCER_DIR/userlist.txt")
+  touch "$LOG_DIR/pgbouncer.log"
+  if [ "$(id -u)" -eq 0 ]; then chown "$PG_OS_USER:" "$PGBOUNCER_DIR/userlist.txt" "$LOG_DIR/pgbouncer.log"; fi
+  say "starting PgBouncer on 127.0.0.1:$PGBOUNCER_PORT (var/pgbouncer/pgbouncer.ini)"
+  as_pg "$bin" -d "$PGBOUNCER_DIR/pgbouncer.ini" || die "PgBouncer did not start: see var/log/pgbouncer.log"
+  for _ in $(seq 50); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$PGBOUNCER_PORT") 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  pgbouncer_pid >/dev/null || die "PgBouncer exited: see var/log/pgbouncer.log"
+  # This run's settings: var/site.env with DATABASE_URL pointing at PgBouncer, the backend
+  # told so, and the dashboard reading PgBouncer's admin console (site is a stats_users role).
+  password="$(site_password)"
+  [ -n "$password" ] || die "no site password in var/site.env: run ./deploy.sh setup"
+  local url="postgres://site:$password@127.0.0.1:$PGBOUNCER_PORT"
+  rm -f "$PGBOUNCER_DIR/site.env"
+  (umask 077 && { grep -v -e '^DATABASE_URL=' -e '^PERSISTENT_PGBOUNCER=' -e '^PGBOUNCER_URL=' "$ENV_FILE" || true
+    printf 'DATABASE_URL=%s/site\nPERSISTENT_PGBOUNCER=1\nPGBOUNCER_URL=%s/pgbouncer\n' "$url" "$url"
+  } >"$PGBOUNCER_DIR/site.env")
+  chown "$DAEMON_USER" "$PGBOUNCER_DIR/site.env"
+}
+
 # --- main -----------------------------------------------------------------------------
 case "$COMMAND" in
   run) setup; run_server ;;
-  setup) setup; say "set up: start the site with ./deploy.sh" ;;
+  setup)
+    setup
+    if [ "$PGBOUNCER" -eq 1 ]; then
+      variant_shape
+      start_pgbouncer
+      say "PgBouncer runs on 127.0.0.1:$PGBOUNCER_PORT; the site uses it with DJANGO_ENV_FILE=var/pgbouncer/site.env"
+      say "set up: start the site with ./deploy.sh --pgbouncer"
+    else
+      say "set up: start the site with ./deploy.sh"
+    fi
+    ;;
   stop) stop_all ;;
   test)
     setup

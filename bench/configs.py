@@ -17,6 +17,7 @@ ROUTE_PGBOUNCER = "pgbouncer"
 METRICS_SWITCH = "DASHBOARD_METRICS"
 
 REFERENCE = "connect-per-request"  # the seed's "before": every ratio is taken against it
+PGBOUNCER_PERSISTENT = "persistent_backend+pgbouncer"  # the path past one host
 UPPER_BOUND = "django-persistent"  # zero connect cost: what persistence can at best reach
 
 
@@ -76,6 +77,7 @@ class Config:
     psycopg: str | None = None  # None: the run's --psycopg
     persistent_mode: str | None = None  # "paired": the variant's paired mode
     metrics: bool = True
+    pgbouncer: bool = False  # persistent_backend's pgbouncer=True (transaction pooling)
     tags: tuple = field(default_factory=tuple)
 
     @property
@@ -99,6 +101,7 @@ class Config:
             "PERSISTENT_MODE": mode or "auto",
             "PERSISTENT_RESET": "rollback",
             "PERSISTENT_MAX_SIZE": "",
+            "PERSISTENT_PGBOUNCER": "1" if self.pgbouncer else "0",
             METRICS_SWITCH: "1" if self.metrics else "0",
         }
 
@@ -155,6 +158,15 @@ CONFIGS = [
         "persistent_backend, mode pool",
         engine="persistent_backend",
         persistent_mode="pool",
+    ),
+    Config(
+        PGBOUNCER_PERSISTENT,
+        "persistent_backend in the variant's paired mode with pgbouncer=True, through "
+        "PgBouncer (transaction pooling, pool sized by pgbouncer_conf for this machine)",
+        engine="persistent_backend",
+        route=ROUTE_PGBOUNCER,
+        persistent_mode="paired",
+        pgbouncer=True,
     ),
     Config(
         "persistent-no-metrics",

@@ -1,5 +1,8 @@
 """A real PgBouncer (Debian's package) in transaction pooling mode, on a free port.
 
+Its pgbouncer.ini is the one ``manage.py pgbouncer_conf`` writes (apache_conf.pgbouncer),
+for the pool the caller sizes: ``pool_plan(variant)`` is the generator's sizing for this
+machine, ``pool_plan(variant, pool_size=N, reserve_pool_size=0)`` a fixed pool.
 Clients (the site) and PgBouncer itself both authenticate with scram-sha-256; PgBouncer
 reaches PostgreSQL over TCP like the site does in the other configurations. It runs as
 the ``postgres`` OS user when started as root (PgBouncer refuses to run as root).
@@ -14,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from apache_conf import pgbouncer as generator
+from apache_conf.sizing import Budget, Machine, Shape
 from tests.support.pgcluster import free_port
 
 RUN_AS = "postgres"
@@ -31,40 +36,58 @@ def pgbouncer_version():
     return (out.stdout.strip().splitlines() or ["unknown"])[0]
 
 
+def shape_of(processes, threads):
+    """The apache_conf variant with this daemon shape (and its persistent_backend mode)."""
+    variant = "prefork" if threads == 1 else "threaded" if processes == 1 else "hybrid"
+    return Shape(variant, processes, threads)
+
+
+def pool_plan(processes, threads, max_connections, pool_size=None, reserve_pool_size=None):
+    """pgbouncer_conf's PoolPlan for one web host of this shape on this machine."""
+    return generator.size(
+        shape_of(processes, threads),
+        Machine.detect(),
+        Budget(max_connections=max_connections, source=f"max_connections {max_connections}"),
+        pool_size=pool_size,
+        reserve_pool_size=reserve_pool_size,
+        force=True,
+    )
+
+
 class PgBouncer:
     """One PgBouncer in front of ``db_host:db_port/dbname`` for ``user``/``password``."""
 
-    def __init__(self, db_host, db_port, dbname, user, password, pool_size=20):
+    def __init__(self, db_host, db_port, dbname, user, password, plan, port=None):
         self.db_host = db_host
         self.db_port = db_port
         self.dbname = dbname
         self.user = user
         self.password = password
-        self.pool_size = pool_size
+        self.plan = plan
         self.host = "127.0.0.1"
-        self.port = free_port()
+        self.port = port or free_port()
         self.work_dir = None
         self.proc = None
 
-    def config(self):
-        return f"""\
-[databases]
-{self.dbname} = host={self.db_host} port={self.db_port} dbname={self.dbname}
+    @property
+    def pool_size(self):
+        return self.plan.pool_size
 
-[pgbouncer]
-listen_addr = {self.host}
-listen_port = {self.port}
-unix_socket_dir =
-auth_type = scram-sha-256
-auth_file = {self.work_dir}/userlist.txt
-pool_mode = transaction
-default_pool_size = {self.pool_size}
-max_client_conn = 500
-logfile = {self.work_dir}/pgbouncer.log
-pidfile = {self.work_dir}/pgbouncer.pid
-log_connections = 0
-log_disconnections = 0
-"""
+    def config(self):
+        setup = generator.Setup(
+            listen_addr=self.host,
+            listen_port=self.port,
+            unix_socket_dir="",
+            db_host=self.db_host,
+            db_port=self.db_port,
+            db_name=self.dbname,
+            stats_user=self.user,
+            auth_file=self.work_dir / "userlist.txt",
+            logfile=self.work_dir / "pgbouncer.log",
+            pidfile=self.work_dir / "pgbouncer.pid",
+            log_connections=False,
+        )
+        return generator.render_ini(self.plan, setup, "bench/pgbouncer.py")
 
     def start(self, timeout=15):
         self.work_dir = Path(tempfile.mkdtemp(prefix="bench-pgbouncer-"))

@@ -204,6 +204,12 @@ class Bench:
             run["error"] = str(exc)
             return run
         total, per_statement = statements_delta(before, after)
+        if site.bouncer is not None:
+            plan = site.bouncer.plan
+            run["pgbouncer_pool"] = {
+                "default_pool_size": plan.pool_size,
+                "reserve_pool_size": plan.reserve_pool_size,
+            }
         served = accesses_after - accesses_before - (calls_after - calls_before)
         requests = max(served, 1)
         own = self.page_queries.get(page.key, 0)

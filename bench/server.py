@@ -12,7 +12,7 @@ import time
 
 from bench.configs import ROUTE_PGBOUNCER, ROUTE_UNIX
 from bench.database import DB_NAME, DB_USER, clean_environ, make_daemon_dir
-from bench.pgbouncer import PgBouncer
+from bench.pgbouncer import PgBouncer, pool_plan
 from tests.support.modwsgi import DAEMON_USER, ModWsgiServer, get
 
 
@@ -50,16 +50,13 @@ class SiteUnderTest:
             shutil.chown(self.work_dir / "var", DAEMON_USER, DAEMON_USER)
         try:
             if self.config.route == ROUTE_PGBOUNCER:
-                # Pool size = the daemons' threads: enough that no request waits for a
-                # server connection, as with the other configurations.
-                size = self.variant.processes * self.variant.threads
                 self.bouncer = PgBouncer(
                     self.database.cluster.host,
                     self.database.cluster.port,
                     DB_NAME,
                     DB_USER,
                     self.database.password,
-                    pool_size=size,
+                    self.pool_plan(),
                 ).start()
             env = {
                 **self.database.site_env(self.work_dir, url=self.database_url()),
@@ -79,6 +76,17 @@ class SiteUnderTest:
             self.stop()
             raise
         return self
+
+    def pool_plan(self):
+        """PgBouncer's pool: pgbouncer_conf's sizing for this machine when the site runs
+        persistent_backend with pgbouncer=True; for the stock backend, one server connection
+        per daemon thread, so that no request waits for one (as in the other configurations).
+        """
+        processes, threads = self.variant.processes, self.variant.threads
+        max_connections = self.database.cluster.max_connections
+        if self.config.pgbouncer:
+            return pool_plan(processes, threads, max_connections)
+        return pool_plan(processes, threads, max_connections, processes * threads, 0)
 
     def check(self, path):
         """One request before the load: a failing page is reported with the server's log."""

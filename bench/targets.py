@@ -6,7 +6,7 @@ They are goals for the figures, not unit tests: a short line does not fail the b
 threads=1, ``pool`` otherwise.
 """
 
-from bench.configs import REFERENCE, UPPER_BOUND, Variant, persistent_name
+from bench.configs import PGBOUNCER_PERSISTENT, REFERENCE, UPPER_BOUND, Variant, persistent_name
 from bench.summary import find_row, index_runs, paired_ratio
 
 SPEEDUP = 5.0  # persistent_backend vs connect-per-request, prefork, /items/<id>/
@@ -68,7 +68,27 @@ def evaluate(results):
         if variant.threads > 1:
             lines.append(_pool_backends_line(table, rows, name))
         lines.append(_metrics_line(table, meta, name, ours, tag))
+        lines.append(_pgbouncer_line(table, rows, name, ours))
     return lines
+
+
+def _pgbouncer_line(table, rows, variant, ours):
+    """What PgBouncer costs and saves: throughput against the paired mode, backends held."""
+    what = f"{PGBOUNCER_PERSISTENT} on /items/<id>/"
+    row = find_row(rows, variant, PGBOUNCER_PERSISTENT)
+    if not row or not row["rps"]:
+        return _line(NA, variant, f"{what}: not measured")
+    ratio = paired_ratio(table, (variant, PGBOUNCER_PERSISTENT, "items"), (variant, ours, "items"))
+    held = row["backends_max"]["median"] if row["backends_max"] else None
+    mine = find_row(rows, variant, ours)
+    theirs = mine["backends_max"]["median"] if mine and mine["backends_max"] else None
+    versus = f" ({_ratio_text(ratio)} of {ours})" if ratio else ""
+    text = (
+        f"{what}: {row['rps']['median']:.0f} req/s{versus}; PostgreSQL backends held "
+        f"{'-' if held is None else f'{held:g}'} (PgBouncer's pool) vs "
+        f"{'-' if theirs is None else f'{theirs:g}'} held directly by {ours}"
+    )
+    return _line("info", variant, text, ratio["median"] if ratio else None, ratio)
 
 
 def _statement_lines(rows, variant):

@@ -9,8 +9,18 @@ import time
 import psutil
 from django.conf import settings
 
-# The host part persistent_backend puts in application_name: the short host name.
-HOST = socket.gethostname().split(".")[0] or "localhost"
+
+def _host():
+    """The host part persistent_backend puts in application_name: its ``hostname`` option
+    (``PERSISTENT_HOSTNAME``, e.g. several simulated hosts on one machine), else the short
+    host name."""
+    options = (settings.DATABASES.get("default") or {}).get("OPTIONS") or {}
+    persistent = options.get("persistent")
+    configured = persistent.get("hostname") if isinstance(persistent, dict) else None
+    return configured or socket.gethostname().split(".")[0] or "localhost"
+
+
+HOST = _host()
 
 # psutil.Process objects kept between polls: one per pid, dropped when the pid goes away.
 _known = {}

@@ -156,6 +156,52 @@ def pool_families(snap):
     yield from by_reason.values()
 
 
+def pgbouncer_families(snap):
+    """PgBouncer's side (PGBOUNCER_URL): reachability, clients, servers, rates."""
+    bouncer = snap.get("pgbouncer")
+    if bouncer is None:
+        return
+    yield _gauge(
+        "site_pgbouncer_up", "1 if PgBouncer's admin console answered.", bouncer["reachable"]
+    )
+    totals = bouncer["totals"]
+    if totals is None:
+        return
+    clients = GaugeMetricFamily(
+        "site_pgbouncer_clients", "Client connections by state.", labels=["state"]
+    )
+    clients.add_metric(["active"], totals["clients_active"])
+    clients.add_metric(["waiting"], totals["clients_waiting"])
+    yield clients
+    servers = GaugeMetricFamily(
+        "site_pgbouncer_servers", "PostgreSQL server connections by state.", labels=["state"]
+    )
+    servers.add_metric(["active"], totals["servers_active"])
+    servers.add_metric(["idle"], totals["servers_idle"])
+    yield servers
+    per_host = GaugeMetricFamily(
+        "site_pgbouncer_host_clients", "Client connections per web host.", labels=["host"]
+    )
+    for host in bouncer["hosts"]:
+        per_host.add_metric([host["host"]], host["clients"])
+    yield per_host
+    yield _gauge(
+        "site_pgbouncer_transactions_per_second",
+        "PgBouncer's average transactions per second (last stats_period).",
+        totals["transactions_per_s"],
+    )
+    yield _gauge(
+        "site_pgbouncer_wait_seconds_average",
+        "PgBouncer's avg_wait_time: clients' wait for a server (last stats_period).",
+        totals["avg_wait_seconds"],
+    )
+    yield _gauge(
+        "site_pgbouncer_max_wait_seconds",
+        "How long the oldest waiting client has waited.",
+        totals["max_wait_seconds"],
+    )
+
+
 class SnapshotCollector:
     def __init__(self, snap):
         self.snap = snap
@@ -164,6 +210,7 @@ class SnapshotCollector:
         yield from site_families(self.snap)
         yield from process_families(self.snap)
         yield from pool_families(self.snap)
+        yield from pgbouncer_families(self.snap)
 
 
 def render(snap):

@@ -7,7 +7,7 @@ Its schema is documented in README.md ("Dashboard").
 import os
 import time
 
-from dashboard import activity, conf, history, metrics, processes, store
+from dashboard import activity, conf, history, metrics, pgbouncer, processes, store
 from dashboard.histogram import BOUNDS, quantile
 
 SCHEMA_VERSION = 1
@@ -44,9 +44,12 @@ def build(include_queries=False, since=None, window=LATENCY_WINDOW, record=True)
             "error": merged["error"] or metrics.publisher.error,
         },
     }
-    snap["warnings"] = _warnings(snap, act)
+    # PgBouncer's side (SHOW POOLS / STATS / CLIENTS) when PGBOUNCER_URL is set, else None.
+    snap["pgbouncer"] = pgbouncer.snapshot()
+    snap["warnings"] = _warnings(snap, act) + pgbouncer.warnings(snap["pgbouncer"])
     snap["timings_ms"] = {
         "database": round(database_ms, 3),
+        "pgbouncer": snap["pgbouncer"] and snap["pgbouncer"]["timing_ms"],
         "total": round((time.perf_counter() - started) * 1000, 3),
     }
     return snap
@@ -286,9 +289,12 @@ def _warnings(snap, act):
                 f"(processes x threads), more than the budget of {db['budget']}.",
             )
         )
+    # Behind PgBouncer a backend carries the application_name of the last client it served:
+    # how many name a process says nothing about what that process holds.
+    by_name = not pgbouncer.behind_pgbouncer()
     for proc in snap["processes"]:
         held = proc["connections"]["total"]
-        if proc["threads"] and held > proc["threads"]:
+        if by_name and proc["threads"] and held > proc["threads"]:
             out.append(
                 _warning(
                     "warning",
@@ -297,7 +303,7 @@ def _warnings(snap, act):
                     f"{proc['threads']} request thread(s).",
                 )
             )
-        if proc["local"] and not proc["alive"] and held:
+        if by_name and proc["local"] and not proc["alive"] and held:
             out.append(
                 _warning(
                     "warning",

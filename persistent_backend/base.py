@@ -19,7 +19,8 @@ from django.db.backends.postgresql.psycopg_any import is_psycopg3
 from django.utils.asyncio import async_unsafe
 from django.utils.functional import cached_property
 
-from persistent_backend import liveness, registry
+from persistent_backend import liveness, pgbouncer, registry
+from persistent_backend.cursors import PersistentCursorDebugWrapper, PersistentCursorWrapper
 from persistent_backend.options import KEEPALIVE_DEFAULTS, Options, application_name
 from persistent_backend.record import Record, is_neutralized, neutralize
 from persistent_backend.request_context import current_path
@@ -38,6 +39,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         self._forked_from = None  # pid that opened a connection this child dropped
         self._application_name = None
         self._slot = registry.track_wrapper(self)
+        pgbouncer.configure(self.settings_dict)  # behind PgBouncer: no server-side cursors
 
     # -- connection parameters ----------------------------------------------------------
     def get_connection_params(self):
@@ -49,7 +51,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 '(use OPTIONS["persistent"]["mode"] = "pool")'
             )
         options = Options.from_settings(self.settings_dict)
-        params["application_name"] = application_name(options.application_name, os.getpid())
+        pgbouncer.check_connection_params(self.settings_dict)
+        params["application_name"] = application_name(
+            options.application_name, os.getpid(), host=options.hostname
+        )
         self._application_name = params["application_name"]
         for key, value in KEEPALIVE_DEFAULTS.items():
             params.setdefault(key, value)
@@ -348,6 +353,53 @@ class DatabaseWrapper(base.DatabaseWrapper):
             return store.server_version
         with self.temporary_connection():
             return self.connection.info.server_version
+
+    # -- statements that survive a lost connection (cursors.py) -------------------------
+    def make_cursor(self, cursor):
+        return PersistentCursorWrapper(cursor, self)
+
+    def make_debug_cursor(self, cursor):
+        return PersistentCursorDebugWrapper(cursor, self)
+
+    def persistent_may_retry(self, raw_cursor):
+        """May a statement on ``raw_cursor`` move to another connection (no I/O)?"""
+        record = self.persistent_record
+        raw = self.connection
+        return (
+            record is not None
+            and raw is not None
+            and record.raw is raw
+            and record.store.options.retry
+            and not self.in_atomic_block
+            and self.autocommit
+            and getattr(raw_cursor, "name", None) is None
+            and liveness.transaction_status(raw) == liveness.TRANSACTION_IDLE
+        )
+
+    def persistent_probe(self):
+        """The checkout probe, before a write is sent (zero round trip)."""
+        return liveness.probe(self.connection, self.persistent_record.ssl)
+
+    def persistent_connection_lost(self):
+        raw = self.connection
+        return raw is not None and not liveness.status_ok(raw)
+
+    def persistent_replace(self, cursor_wrapper, reason, detail, sent):
+        """Drop the dead connection, take another, and point ``cursor_wrapper`` at it."""
+        record = self.persistent_record
+        store = record.store
+        store.discard(record, reason=reason or "closed", detail=detail)
+        self._detach()
+        with store.cond:
+            store.counters.retried_statements += 1
+        logger.info(
+            "%s on another connection to '%s' (%s)",
+            "retrying a read" if sent else "sending a statement",
+            self.alias,
+            current_path() or "outside a request",
+        )
+        self.ensure_connection()
+        cursor_wrapper.cursor = self.create_cursor()
 
     # -- zero-round-trip health -------------------------------------------------------
     def is_usable(self):

@@ -8,6 +8,8 @@
 * ``persistent_backend.W002``: connections per process x processes exceeds the server's
   ``max_connections`` budget (database check: ``manage.py check --database default``).
 * ``persistent_backend.I001``: ``CONN_HEALTH_CHECKS`` set (no effect: checkouts are probed).
+* ``persistent_backend.I002`` / ``E004``: behind PgBouncer (``pgbouncer: True``): what the
+  switch changed, and OPTIONS that cannot work in transaction pooling (see pgbouncer.py).
 """
 
 import logging
@@ -15,7 +17,7 @@ import logging
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
-from persistent_backend import environment
+from persistent_backend import environment, pgbouncer
 from persistent_backend.options import Options
 
 logger = logging.getLogger("persistent_backend")
@@ -83,6 +85,7 @@ def settings_messages(alias, settings_dict, shape=None):
                 id="persistent_backend.E002",
             )
         )
+    messages.extend(pgbouncer.messages(alias, settings_dict, options))
     return messages
 
 
@@ -99,8 +102,8 @@ def per_process_connections(options, shape):
 def budget_messages(alias, options, shape, limits):
     """W002 when processes x connections per process exceeds what the server allows."""
     per_process = per_process_connections(options, shape)
-    if per_process is None or not shape.processes:
-        return []
+    if per_process is None or not shape.processes or options.pgbouncer:
+        return []  # behind PgBouncer, PostgreSQL sees PgBouncer's pool, not these
     max_connections, superuser_reserved, reserved = limits
     budget = max_connections - superuser_reserved - reserved
     wanted = per_process * shape.processes

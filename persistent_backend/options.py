@@ -37,8 +37,11 @@ class Options:
     ping_after: float | None = None
     reset: str = "rollback"
     reopen: bool = False
+    retry: bool = True
     housekeeping: float | None = None  # None: 30 s under a web server, off elsewhere
     application_name: str = "site"
+    hostname: str | None = None  # host part of application_name (None: the short host name)
+    pgbouncer: bool = False  # behind PgBouncer's transaction pooling (see pgbouncer.py)
     processes: int | None = None
     threads: int | None = None
 
@@ -88,10 +91,16 @@ class Options:
             fail("checkout_timeout", "use a number of seconds >= 0")
         if not _non_negative_number(self.jitter) or self.jitter >= 1:
             fail("jitter", "use a fraction between 0 and 1 (0.1 = +/-10%)")
-        if not isinstance(self.reopen, bool):
-            fail("reopen", "use True or False")
+        for key in ("reopen", "retry"):
+            if not isinstance(getattr(self, key), bool):
+                fail(key, "use True or False")
         if not isinstance(self.application_name, str) or not self.application_name:
             fail("application_name", "use a non-empty string")
+        if self.hostname is not None and not _valid_hostname(self.hostname):
+            fail("hostname", "use a non-empty name without ':' or spaces (at most 63 bytes)")
+        from persistent_backend import pgbouncer
+
+        pgbouncer.validate_options(self, fail)
 
     def as_dict(self):
         return asdict(self)
@@ -103,6 +112,15 @@ def _non_negative_number(value):
         and not isinstance(value, bool)
         and math.isfinite(value)
         and value >= 0
+    )
+
+
+def _valid_hostname(value):
+    return (
+        isinstance(value, str)
+        and 0 < len(value.encode()) <= APPLICATION_NAME_MAX_BYTES
+        and ":" not in value
+        and not any(ch.isspace() for ch in value)
     )
 
 

@@ -30,6 +30,7 @@ class Counters:
         self.pings = 0
         self.resets = 0
         self.connect_seconds = 0.0
+        self.retried_statements = 0
 
     def note_leak(self, path):
         """Count a leaked transaction; True if it is the first one from ``path``."""
@@ -58,6 +59,7 @@ class Counters:
             "pings": self.pings,
             "resets": self.resets,
             "connect_seconds": round(self.connect_seconds, 6),
+            "retried_statements": self.retried_statements,
         }
 
 

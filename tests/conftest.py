@@ -138,6 +138,18 @@ def live_site(site_env, demo_data):
         shutil.rmtree(server.work_dir, ignore_errors=True)
 
 
+def pytest_addoption(parser):
+    """``--long`` belongs to the fault suite (tests/faults), registered here so that
+    ``pytest tests --long`` works too."""
+    parser.addoption(
+        "--long",
+        action="store_true",
+        default=False,
+        help="fault suite: run the long variants of every fault (instead of the short "
+        "ones) and print the table of figures (./deploy.sh faults)",
+    )
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests that share the database with other processes get committed data.
 

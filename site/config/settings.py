@@ -122,6 +122,8 @@ if DB_ENGINE == "persistent_backend":
             "checkout_timeout": _seconds("PERSISTENT_CHECKOUT_TIMEOUT"),
             "ping_after": _seconds("PERSISTENT_PING_AFTER"),
             "application_name": env.str("PERSISTENT_APPLICATION_NAME", None),
+            "hostname": env.str("PERSISTENT_HOSTNAME", None) or None,
+            "pgbouncer": env.bool("PERSISTENT_PGBOUNCER", False) or None,
             "processes": env.int("PERSISTENT_PROCESSES", None),
             "threads": env.int("PERSISTENT_THREADS", None),
         }.items()
@@ -168,6 +170,9 @@ DASHBOARD_METRICS_DIR = Path(env.str("DASHBOARD_METRICS_DIR", str(VAR_DIR / "met
 DASHBOARD_PUBLISH_INTERVAL = env.int("DASHBOARD_PUBLISH_INTERVAL", 2)
 # Bearer token for /metrics (Prometheus); empty: only a staff session may read it.
 DASHBOARD_METRICS_TOKEN = env.str("DASHBOARD_METRICS_TOKEN", "")
+# PgBouncer's admin console (postgres://user:password@host:port/pgbouncer, a stats_users
+# role): the dashboard then shows SHOW POOLS / SHOW STATS beside pg_stat_activity.
+PGBOUNCER_URL = env.str("PGBOUNCER_URL", "")
 # The request-counting middleware (first, so it times everything); DASHBOARD_METRICS=0
 # drops it (the bench measures its cost that way).
 if env.bool("DASHBOARD_METRICS", True):

@@ -1,13 +1,17 @@
 """Point 3 in-process: kills, deaths mid-request, a restart and an outage cost no 500."""
 
+import threading
+
 import pytest
 from django.db import (
     OperationalError,
     ProgrammingError,
     close_old_connections,
     connection,
+    transaction,
 )
 
+from persistent_backend.cursors import RETRIES
 from tests.backend.conftest import default_stats, wait_until
 
 
@@ -38,6 +42,9 @@ def test_terminated_pool_connections_are_replaced(site, persistent, observer):
 
 
 def test_death_mid_request_is_a_503_then_the_next_request_works(site, persistent):
+    """A statement that ends its own session (pg_terminate_backend(pg_backend_pid())) dies
+    on every connection it is retried on (cursors.RETRIES times): a 503, then the next
+    request works."""
     with persistent(mode="process"):
         first = site.json("/pid/")["backend_pid"]
         status, body = site.request("/kill-self/")
@@ -46,7 +53,8 @@ def test_death_mid_request_is_a_503_then_the_next_request_works(site, persistent
         second = site.json("/pid/")["backend_pid"]
         assert second != first
         stats = default_stats()
-        assert stats["reconnects"]["broken"] == 1
+        assert stats["retried_statements"] == RETRIES
+        assert stats["reconnects"]["broken"] == 1 + RETRIES
         assert stats["size"] == 1
 
 
@@ -87,9 +95,22 @@ def kill(observer, pid):
     observer.query("SELECT pg_terminate_backend(%s, 10000)", [pid])
 
 
-def test_kill_between_statements_fails_that_unit_of_work_only(persistent, observer):
-    """Nothing is re-executed behind the application's back: the statement fails."""
+def test_kill_between_statements_a_read_moves_to_a_new_connection(persistent, observer):
+    """Outside a transaction, a read whose connection the server ended is run again on a
+    new one (cursors.py): it ran in a transaction of its own, rolled back by the kill."""
     with persistent(mode="process"):
+        first = backend_pid()
+        kill(observer, first)
+        second = backend_pid()
+        assert second != first
+        stats = default_stats()
+        assert stats["retried_statements"] == 1
+        assert stats["reconnects"]["broken"] == 1 and stats["size"] == 1
+
+
+def test_kill_between_statements_fails_that_unit_of_work_with_retry_off(persistent, observer):
+    """``retry: False``: nothing moves to another connection; the statement fails."""
+    with persistent(mode="process", retry=False):
         first = backend_pid()
         kill(observer, first)
         with pytest.raises(OperationalError):
@@ -97,6 +118,60 @@ def test_kill_between_statements_fails_that_unit_of_work_only(persistent, observ
         close_old_connections()
         assert backend_pid() != first  # the next unit of work reconnects
         assert default_stats()["reconnects"]["broken"] == 1
+        assert default_stats()["retried_statements"] == 0
+
+
+def test_nothing_is_retried_inside_a_transaction(persistent, observer):
+    """A transaction dies with its connection: the statement fails, nothing is replayed."""
+    with persistent(mode="process"):
+        with pytest.raises(OperationalError), transaction.atomic():
+            kill(observer, backend_pid())
+            backend_pid()
+        close_old_connections()
+        backend_pid()
+        assert default_stats()["retried_statements"] == 0
+
+
+def test_a_write_cut_off_mid_statement_is_not_run_again(persistent, observer):
+    """A write the server ended while it ran is never re-sent (it may not be a read)."""
+    with persistent(mode="process"):
+        pid = backend_pid()
+        timer = threading.Timer(0.5, kill, [observer, pid])
+        timer.start()
+        try:
+            with pytest.raises(OperationalError), connection.cursor() as cursor:
+                cursor.execute(
+                    "INSERT INTO catalog_category (name, slug) "
+                    "SELECT 'cut-off', 'cut-off' FROM pg_sleep(5)"
+                )
+        finally:
+            timer.join()
+        close_old_connections()
+        assert count_categories("cut-off") == 0
+        assert default_stats()["retried_statements"] == 0
+
+
+def test_a_write_goes_to_a_new_connection_if_the_old_one_is_already_dead(persistent, observer):
+    """Before a write is sent the socket is probed (no round trip): a connection the
+    server already ended is replaced first, so the write runs exactly once."""
+    with persistent(mode="process"):
+        first = backend_pid()
+        kill(observer, first)  # waits until the backend has exited
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO catalog_category (name, slug) VALUES ('once', 'once') "
+                "RETURNING pg_backend_pid()"
+            )
+            assert cursor.fetchone()[0] != first
+        assert count_categories("once") == 1
+        stats = default_stats()
+        assert stats["retried_statements"] == 1 and stats["reconnects"]["terminated"] == 1
+
+
+def count_categories(slug):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM catalog_category WHERE slug = %s", [slug])
+        return cursor.fetchone()[0]
 
 
 def test_sql_error_keeps_a_live_connection(persistent):

@@ -119,10 +119,28 @@
     document.querySelector("#exited tbody").innerHTML = s.exited.map(function (e) {
       return "<tr>" + cells([esc(e.host + ":" + e.pid), fmt(e.requests, "int"), fmt(e.seconds_ago, "secs") + " ago"]) + "</tr>";
     }).join("");
+    pgbouncer(s.pgbouncer);
     gauge(s.database);
     charts();
     updated.dataset.t = s.generated_at;
     tickAge();
+  }
+
+  /* PgBouncer's side (SHOW POOLS / STATS / CLIENTS); the section is hidden without it. */
+  function pgbouncer(b) {
+    var section = document.getElementById("pgbouncer");
+    section.hidden = !b;
+    if (!b) return;
+    document.getElementById("pgbouncer-down").hidden = b.reachable;
+    document.querySelector("#pgb-hosts tbody").innerHTML = b.hosts.map(function (h) {
+      var per = h.by_process.map(function (p) { return p.pid + ": " + p.clients; }).join(", ");
+      return "<tr>" + cells([esc(h.host), h.processes, h.clients, h.active, h.waiting]) +
+        "<td class=\"query\">" + esc(per) + "</td></tr>";
+    }).join("");
+    document.querySelector("#pgb-pools tbody").innerHTML = b.pools.map(function (p) {
+      return "<tr>" + cells([esc(p.database), esc(p.user), esc(p.pool_mode), p.clients_active,
+        p.clients_waiting, p.servers_active, p.servers_idle, fmt(p.max_wait_seconds, "secs")]) + "</tr>";
+    }).join("");
   }
 
   function gauge(db) {
