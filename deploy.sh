@@ -269,6 +269,9 @@ EOF
     if [ "$(id -u)" -eq 0 ]; then chown "$PG_OS_USER:" "$PGDATA_DIR/pg_hba.conf" "$PGDATA_DIR/postgresql.auto.conf"; fi
   fi
   if ! pg_running; then
+    if (exec 3<>"/dev/tcp/127.0.0.1/$PG_PORT") 2>/dev/null; then
+      die "port $PG_PORT is taken by another server (another checkout's cluster?): stop it or set PG_PORT=N"
+    fi
     say "starting PostgreSQL on port $PG_PORT"
     touch "$LOG_DIR/postgres.log"
     if [ "$(id -u)" -eq 0 ]; then chown "$PG_OS_USER:" "$LOG_DIR/postgres.log" "$RUN_DIR"; fi
