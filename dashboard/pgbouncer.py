@@ -10,21 +10,26 @@ waiting for a server connection, and PgBouncer's own transaction rate and wait t
 
 Each web process keeps one admin-console connection (opened at its first snapshot, dropped
 after any error and opened again at the next one). The console answers the simple query
-protocol in autocommit, with no transaction. PgBouncer down or unreachable is reported in
+protocol in autocommit, with no transaction. The connection is asynchronous so that every
+step has a deadline (``TIMEOUT``): a PgBouncer that accepts but never answers (stopped,
+wedged) cannot hang the dashboard. PgBouncer down, unreachable or silent is reported in
 the snapshot (``reachable: false`` and ``error``) and as a warning, never as an exception.
 """
 
 import os
+import select
 import threading
 import time
 from urllib.parse import urlsplit
 
 import psycopg2
+import psycopg2.extensions
 from django.conf import settings
 
 from dashboard import activity, conf
 
-CONNECT_TIMEOUT = 2
+#: Seconds the whole exchange with the admin console may take (connect, then the SHOWs).
+TIMEOUT = 2
 ADMIN_DATABASE = "pgbouncer"
 WAIT_WARN_SECONDS = 1.0
 
@@ -56,22 +61,34 @@ def address(value):
     return f"{host}:{parts.port or 6432}{parts.path or '/'}"
 
 
-def _connection():
+def _wait(conn, deadline):
+    """Drive an asynchronous connection until its current step is done, or time out."""
+    while True:
+        state = conn.poll()
+        if state == psycopg2.extensions.POLL_OK:
+            return
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise psycopg2.OperationalError(f"no answer from PgBouncer within {TIMEOUT} s")
+        poller = select.poll()
+        poller.register(
+            conn.fileno(),
+            select.POLLIN if state == psycopg2.extensions.POLL_READ else select.POLLOUT,
+        )
+        poller.poll(remaining * 1000)
+
+
+def _connection(deadline):
     global _conn, _conn_pid, _conn_url
     if _conn is not None and (_conn.closed or _conn_pid != os.getpid()):
         _conn = None  # closed, or inherited through fork(): never touch the parent's socket
     if _conn is not None and _conn_url != url():
         _drop()  # the setting changed
     if _conn is None:
-        conn = psycopg2.connect(
-            url(),
-            connect_timeout=CONNECT_TIMEOUT,
-            keepalives=1,
-            keepalives_idle=30,
-            tcp_user_timeout=CONNECT_TIMEOUT * 1000,
-        )
-        conn.autocommit = True
+        # Asynchronous: always in autocommit, and every step under our deadline.
+        conn = psycopg2.connect(url(), async_=True, keepalives=1, keepalives_idle=30)
         _conn, _conn_pid, _conn_url = conn, os.getpid(), url()
+        _wait(conn, deadline)
     return _conn
 
 
@@ -85,26 +102,34 @@ def _drop():
             pass
 
 
-def _show(cursor, what):
+def _show(cursor, what, deadline):
     cursor.execute(f"SHOW {what}")
+    _wait(cursor.connection, deadline)
     names = [column[0] for column in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def fetch():
     """(pools, stats, clients, version) from the admin console; raises psycopg2.Error."""
-    with _lock:
+    deadline = time.monotonic() + TIMEOUT
+    if not _lock.acquire(timeout=TIMEOUT):
+        raise psycopg2.OperationalError("another thread's query to PgBouncer has not returned")
+    try:
+        cursor = _connection(deadline).cursor()
         try:
-            with _connection().cursor() as cursor:
-                return (
-                    _show(cursor, "POOLS"),
-                    _show(cursor, "STATS"),
-                    _show(cursor, "CLIENTS"),
-                    _show(cursor, "VERSION")[0]["version"],
-                )
-        except psycopg2.Error:
-            _drop()
-            raise
+            return (
+                _show(cursor, "POOLS", deadline),
+                _show(cursor, "STATS", deadline),
+                _show(cursor, "CLIENTS", deadline),
+                _show(cursor, "VERSION", deadline)[0]["version"],
+            )
+        finally:
+            cursor.close()
+    except psycopg2.Error:
+        _drop()
+        raise
+    finally:
+        _lock.release()
 
 
 def _number(value):

@@ -1,6 +1,7 @@
 """The dashboard's PgBouncer side (PGBOUNCER_URL): SHOW POOLS / STATS / CLIENTS figures from
 a real PgBouncer, grouped per host and process, and a clear field when it does not answer."""
 
+import signal
 import threading
 
 import pytest
@@ -116,3 +117,20 @@ def test_the_admin_connection_is_reopened_after_pgbouncer_restarts(make_bouncer)
         up = pgbouncer.snapshot()
     assert not down["reachable"] and down["error"]
     assert up["reachable"], up["error"]
+
+
+def test_a_silent_pgbouncer_cannot_hang_the_dashboard(make_bouncer):
+    """A PgBouncer that accepts but never answers (SIGSTOP) is reported, not waited for."""
+    bouncer = make_bouncer(pool_size=1)
+    with override_settings(PGBOUNCER_URL=bouncer.admin_url()):
+        assert pgbouncer.snapshot()["reachable"]
+        bouncer.proc.send_signal(signal.SIGSTOP)
+        try:
+            kept = pgbouncer.snapshot()  # on the kept connection
+            fresh = pgbouncer.snapshot()  # on a new one: the connect itself gets no answer
+        finally:
+            bouncer.proc.send_signal(signal.SIGCONT)
+        back = pgbouncer.snapshot()
+    for silent in (kept, fresh):
+        assert not silent["reachable"] and "no answer from PgBouncer" in silent["error"]
+    assert back["reachable"], back["error"]
