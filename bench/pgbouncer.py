@@ -54,6 +54,43 @@ def pool_plan(processes, threads, max_connections, pool_size=None, reserve_pool_
     )
 
 
+def start_pgbouncer(bouncer, ini, work_dir, timeout):
+    """Run PgBouncer on ``ini`` in the foreground and return once it accepts connections.
+
+    ``bouncer`` is the object that owns the process (``PgBouncer`` here, the tests'
+    ``Bouncer``): it gets the Popen as ``bouncer.proc`` and gives ``host``, ``port``,
+    ``logs()`` and ``stop()``. As root, ``work_dir`` and its files are handed to ``RUN_AS``
+    first and PgBouncer runs as that user. RuntimeError (with the log) if PgBouncer exits;
+    ``bouncer.stop()`` then TimeoutError if it does not listen within ``timeout`` seconds.
+    """
+    user = None
+    if os.geteuid() == 0:
+        user = RUN_AS
+        entry = pwd.getpwnam(RUN_AS)
+        for path in [work_dir, *work_dir.iterdir()]:
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+    bouncer.proc = subprocess.Popen(
+        [pgbouncer_binary(), str(ini)],
+        user=user,
+        group=user,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        cwd=work_dir,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if bouncer.proc.poll() is not None:
+            raise RuntimeError(f"pgbouncer exited early:\n{bouncer.logs()}")
+        try:
+            socket.create_connection((bouncer.host, bouncer.port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    bouncer.stop()
+    raise TimeoutError(f"pgbouncer not listening on {bouncer.port} after {timeout}s")
+
+
 class PgBouncer:
     """One PgBouncer in front of ``db_host:db_port/dbname`` for ``user``/``password``."""
 
@@ -93,33 +130,9 @@ class PgBouncer:
         self.work_dir = Path(tempfile.mkdtemp(prefix="bench-pgbouncer-"))
         (self.work_dir / "userlist.txt").write_text(f'"{self.user}" "{self.password}"\n')
         (self.work_dir / "pgbouncer.ini").write_text(self.config())
-        user = None
-        if os.geteuid() == 0:
-            user = RUN_AS
-            uid, gid = pwd.getpwnam(RUN_AS).pw_uid, pwd.getpwnam(RUN_AS).pw_gid
-            for path in [self.work_dir, *self.work_dir.iterdir()]:
-                os.chown(path, uid, gid)
         (self.work_dir / "userlist.txt").chmod(0o600)
-        self.proc = subprocess.Popen(
-            [pgbouncer_binary(), str(self.work_dir / "pgbouncer.ini")],
-            user=user,
-            group=user,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            cwd=self.work_dir,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"pgbouncer exited early:\n{self.logs()}")
-            try:
-                socket.create_connection((self.host, self.port), timeout=1).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise TimeoutError(f"pgbouncer not listening on {self.port} after {timeout}s")
+        start_pgbouncer(self, self.work_dir / "pgbouncer.ini", self.work_dir, timeout)
+        return self
 
     def stop(self):
         if self.proc is not None:

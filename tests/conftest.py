@@ -99,17 +99,22 @@ def test_db_url(django_db_setup):
     return f"postgres://{auth}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
 
 
-@pytest.fixture
-def site_env(test_db_url):
-    """Environment for a site process: the test database, production-like settings."""
+def site_environment(db_url):
+    """Environment for a site process: the database ``db_url``, production-like settings."""
     return {
-        "DATABASE_URL": test_db_url,
+        "DATABASE_URL": db_url,
         "DJANGO_SECRET_KEY": os.environ["DJANGO_SECRET_KEY"],
         "DJANGO_DEBUG": "0",
         "DJANGO_HTTPS": "0",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DJANGO_ENV_FILE": "/dev/null",
     }
+
+
+@pytest.fixture
+def site_env(test_db_url):
+    """Environment for a site process: the test database, production-like settings."""
+    return site_environment(test_db_url)
 
 
 @pytest.fixture

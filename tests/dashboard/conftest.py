@@ -2,7 +2,6 @@
 
 import os
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import psycopg2
 import pytest
 
 from dashboard import processes
+from tests.support.waiting import wait_until
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 OUTPUT_DIR = REPO_DIR / "var" / "test-output" / "dashboard"
@@ -44,17 +44,6 @@ def staff_client(client, make_user):
 def superuser_client(client, make_user):
     client.force_login(make_user("root", superuser=True))
     return client
-
-
-def wait_until(check, timeout=20, step=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not reached in {timeout}s")
-        time.sleep(step)
 
 
 class HeldConnections:

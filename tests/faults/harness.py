@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import psycopg2
 
 from tests.support import load
+from tests.support.waiting import poll
 
 # -- the site under test -------------------------------------------------------------------
 
@@ -142,14 +143,10 @@ class SiteDatabase:
         return targets
 
     def wait_for(self, predicate, timeout=30.0, step=0.05, what="condition"):
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what} not reached within {timeout}s")
-            time.sleep(step)
+        value = poll(predicate, timeout, step)
+        if not value:
+            raise AssertionError(f"{what} not reached within {timeout}s")
+        return value
 
     def accepting(self):
         try:

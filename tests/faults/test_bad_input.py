@@ -6,7 +6,6 @@ state-changing endpoint: each gets its proper status (a 4xx, or the documented r
 and never a traceback or a 5xx. Every case runs in the normal suite.
 """
 
-import os
 import re
 import shutil
 import socket
@@ -16,6 +15,7 @@ from urllib.parse import quote
 import pytest
 from django.test import Client
 
+from tests.conftest import site_environment
 from tests.faults import harness
 from tests.support.load import request
 from tests.support.modwsgi import ModWsgiServer
@@ -30,15 +30,7 @@ def bad_input_server(test_db_url):
     work = tempfile.mkdtemp(prefix="site-bad-input-")
     server = ModWsgiServer(
         work,
-        {
-            "DATABASE_URL": test_db_url,
-            "DJANGO_SECRET_KEY": os.environ["DJANGO_SECRET_KEY"],
-            "DJANGO_DEBUG": "0",
-            "DJANGO_HTTPS": "0",
-            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "DJANGO_ENV_FILE": "/dev/null",
-            "DJANGO_VAR_DIR": work + "/var",
-        },
+        {**site_environment(test_db_url), "DJANGO_VAR_DIR": work + "/var"},
         processes=1,
         threads=4,
     )

@@ -7,37 +7,22 @@ the foreground, as the ``postgres`` OS user when the tests run as root.
 """
 
 import os
-import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from urllib.parse import quote
 
 import psycopg2
 
-from bench.pgbouncer import pgbouncer_binary, shape_of
+from bench.pgbouncer import shape_of, start_pgbouncer
 from tests.support.pgcluster import free_port
+from tests.support.waiting import wait_until as wait_until  # the tests import it from here
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 MANAGE = REPO_DIR / "site" / "manage.py"
-RUN_AS = "postgres"
-
-
-def wait_until(check, timeout=20, step=0.05, what="condition"):
-    """Poll ``check`` until it returns something true; TimeoutError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not reached in {timeout}s")
-        time.sleep(step)
 
 
 def run_generator(*args):
@@ -181,32 +166,8 @@ class Bouncer:
         if self.generated is None:
             self.generate()
         self.write_userlist()
-        user = None
-        if os.geteuid() == 0:
-            user = RUN_AS
-            entry = pwd.getpwnam(RUN_AS)
-            for path in [self.dir, *self.dir.iterdir()]:
-                os.chown(path, entry.pw_uid, entry.pw_gid)
-        self.proc = subprocess.Popen(
-            [pgbouncer_binary(), str(self.ini)],
-            user=user,
-            group=user,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            cwd=self.dir,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"pgbouncer exited early:\n{self.logs()}")
-            try:
-                socket.create_connection((self.host, self.port), timeout=1).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise TimeoutError(f"pgbouncer not listening on {self.port} after {timeout}s")
+        start_pgbouncer(self, self.ini, self.dir, timeout)
+        return self
 
     def stop(self, sig=signal.SIGTERM):
         """SIGTERM: immediate shutdown (clients' connections are cut); SIGINT: safe one."""

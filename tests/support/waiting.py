@@ -1,0 +1,22 @@
+"""Polling until a condition holds, for the tests that watch servers and sessions."""
+
+import time
+
+
+def poll(check, timeout, step):
+    """Call ``check`` every ``step`` seconds until it returns something true or ``timeout``
+    seconds have passed (it is always called at least once); return its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)
+
+
+def wait_until(check, timeout=20, step=0.05, what="condition"):
+    """Poll ``check`` until it returns something true; TimeoutError after ``timeout``."""
+    value = poll(check, timeout, step)
+    if not value:
+        raise TimeoutError(f"{what} not reached in {timeout}s")
+    return value
