@@ -4,7 +4,7 @@ import sys
 
 from django.core.management.base import BaseCommand
 
-from apache_conf import pgbouncer
+from apache_conf import pgbouncer_cli
 
 
 class Command(BaseCommand):
@@ -18,12 +18,12 @@ class Command(BaseCommand):
     requires_system_checks = []
 
     def add_arguments(self, parser):
-        pgbouncer.add_arguments(parser)
+        pgbouncer_cli.add_arguments(parser)
 
     def handle(self, *args, **options):
         argv = sys.argv[2:] if sys.argv[1:2] == ["pgbouncer_conf"] else []
-        code = pgbouncer.run(
-            options, out=self.stdout, err=self.stderr, command=pgbouncer.command_line(argv)
+        code = pgbouncer_cli.run(
+            options, out=self.stdout, err=self.stderr, command=pgbouncer_cli.command_line(argv)
         )
         if code:
             sys.exit(code)
