@@ -349,11 +349,11 @@ stop_server() {
 
 variant_shape() {  # sets PROCESSES, THREADS and PERSISTENT_MODE from apache_conf's sizing
   local line
-  line="$(DJANGO_ENV_FILE="$ENV_FILE" "$VENV/bin/python" -m apache_conf.sizing --variant "$VARIANT" \
-    --shell ${PROCESSES:+--processes "$PROCESSES"} ${THREADS:+--threads "$THREADS"})" \
+  line="$(DJANGO_ENV_FILE="$ENV_FILE" "$VENV/bin/python" -m apache_conf shape --variant "$VARIANT" \
+    ${PROCESSES:+--processes "$PROCESSES"} ${THREADS:+--threads "$THREADS"})" \
     || die "could not size the '$VARIANT' variant (see the line above)"
   [[ "$line" =~ ^PROCESSES=[0-9]+\ THREADS=[0-9]+\ PERSISTENT_MODE=[a-z]+$ ]] \
-    || die "unexpected sizing output '$line': run python -m apache_conf.sizing --variant $VARIANT --shell"
+    || die "unexpected sizing output '$line': run $VENV/bin/python -m apache_conf shape --variant $VARIANT"
   eval "$line"
 }
 

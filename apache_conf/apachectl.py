@@ -16,9 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from django.template import Context, Engine
-
-from apache_conf.render import TEMPLATES
+from apache_conf.render import render_template
 
 APACHE2 = Path(os.environ.get("APACHE2", "/usr/sbin/apache2"))
 APACHE2CTL = Path(os.environ.get("APACHE2CTL", "/usr/sbin/apache2ctl"))
@@ -29,8 +27,6 @@ MODULES = ("mpm_event", "authz_core", "alias", "mime", "env", "dir", "autoindex"
 #: Apache gets a clean environment: nothing from the caller (e.g. DJANGO_*) leaks into
 #: the daemons' os.environ, as under systemd.
 CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
-
-_engine = Engine(dirs=[str(TEMPLATES)], autoescape=False)
 
 
 def module_config(venv=None):
@@ -79,22 +75,19 @@ class StandaloneApache:
         # The daemon user connects to sockets under run/: the path must be traversable.
         self.root.chmod(0o755)
         (self.root / "run").chmod(0o755)
-        text = _engine.get_template("apache_conf/standalone_httpd.conf").render(
-            Context(
-                {
-                    "root": self.root,
-                    "site_conf": self.site_conf,
-                    "port": self.port,
-                    "user": self.user,
-                    "group": self.group,
-                    "log_level": self.log_level,
-                    "modules": MODULES,
-                    "modules_dir": MODULES_DIR,
-                    "module_config": module_config(self.venv),
-                },
-                autoescape=False,
-                use_l10n=False,
-            )
+        text = render_template(
+            "apache_conf/standalone_httpd.conf",
+            {
+                "root": self.root,
+                "site_conf": self.site_conf,
+                "port": self.port,
+                "user": self.user,
+                "group": self.group,
+                "log_level": self.log_level,
+                "modules": MODULES,
+                "modules_dir": MODULES_DIR,
+                "module_config": module_config(self.venv),
+            },
         )
         self.conf.write_text(text)
         return self.conf

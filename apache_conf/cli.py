@@ -1,16 +1,33 @@
-"""Command-line options and the generator run, shared by ``manage.py apache_conf`` and
-``python -m apache_conf.sizing``.
+"""Command-line options and runs, shared by ``manage.py apache_conf`` and
+``python -m apache_conf`` (which needs no Django settings: a fresh host has none yet).
 
-Exit codes: 0 written; 2 refused (over budget, PostgreSQL unreachable without
---max-connections, or an input the templates cannot express); 1 ``--check`` failed.
+    [install|uninstall] [options]   generate the configs, or install/uninstall one
+    shape --variant V               one shell line for deploy.sh (PROCESSES=.. THREADS=..)
+
+Exit codes: 0 done; 2 refused or stopped (over budget, PostgreSQL unreachable without
+--max-connections, an input the templates cannot express, a system that needs fixing
+first, or an install step that failed: its changes are undone); 1 ``--check`` or the
+install's self-check failed.
 """
 
+import argparse
+import shlex
 import socket
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from apache_conf import pgprobe, render
+from apache_conf import debian, install, pgprobe, render
+from apache_conf.apachectl import StandaloneApache
+from apache_conf.envfile import EnvFileError
+from apache_conf.options import (  # add_arguments: the management command's options
+    INSTALL_INPUTS,
+    SITE_INPUTS,
+    SIZING_INPUTS,
+    add_arguments,
+    add_sizing_arguments,
+)
 from apache_conf.sizing import (
     DEFAULT_SPARE,
     PG_DEFAULT_SUPERUSER_RESERVED,
@@ -21,115 +38,22 @@ from apache_conf.sizing import (
     plan,
 )
 
-SIZING_INPUTS = (
-    "processes",
-    "threads",
-    "hosts",
-    "cores",
-    "memory_gib",
-    "max_connections",
-    "superuser_reserved",
-    "others",
-    "spare",
-    "database_url",
-    "force",
-)
-SITE_INPUTS = (
-    "server_name",
-    "port",
-    "venv",
-    "site_root",
-    "env_file",
-    "static_root",
-    "log_dir",
-    "user",
-    "group",
-    "name",
-    "locale",
-    "maximum_requests",
-    "inactivity_timeout",
-)
+
+def refuse(err, prog, exc):
+    """The one way a refusal is printed: ``prog: reason`` and its detail lines; exit 2."""
+    err.write(f"{prog}: {exc}\n")
+    for line in getattr(exc, "details", ()):
+        err.write(line + "\n")
+    return 2
 
 
-def add_sizing_arguments(parser):
-    group = parser.add_argument_group(
-        "sizing", "defaults: this machine (psutil) and the site's PostgreSQL (DATABASE_URL)"
-    )
-    group.add_argument("--processes", type=int, help="daemon processes (prefork, hybrid)")
-    group.add_argument("--threads", type=int, help="threads per process (threaded, hybrid)")
-    group.add_argument("--hosts", type=int, help="identical web hosts sharing PostgreSQL (1)")
-    group.add_argument("--cores", type=int, help="CPU cores (default: this machine)")
-    group.add_argument("--memory-gib", type=float, help="memory in GiB (default: this machine)")
-    group.add_argument(
-        "--max-connections", type=int, help="PostgreSQL max_connections (default: SHOW)"
-    )
-    group.add_argument(
-        "--superuser-reserved",
-        type=int,
-        help="superuser_reserved_connections (default: SHOW, else 3)",
-    )
-    group.add_argument(
-        "--others",
-        type=int,
-        help="connections used by others (default: pg_stat_activity, else 0)",
-    )
-    group.add_argument(
-        "--spare",
-        type=int,
-        help=f"connections kept free for manage.py, cron, psql (default {DEFAULT_SPARE})",
-    )
-    group.add_argument("--database-url", help="default: DATABASE_URL, as settings.py reads it")
-    group.add_argument(
-        "--force", action="store_true", default=None, help="write even when over budget"
-    )
-
-
-def add_site_arguments(parser):
-    group = parser.add_argument_group("site")
-    group.add_argument("--server-name", help="ServerName (default: this host's FQDN)")
-    group.add_argument("--port", type=int, help="the <VirtualHost *:PORT> (default 80)")
-    group.add_argument("--venv", help="python-home (default: this Python's sys.prefix)")
-    group.add_argument("--site-root", help="the repository (default: this one)")
-    group.add_argument("--env-file", help="settings env file (default SITE_ROOT/var/site.env)")
-    group.add_argument("--static-root", help="STATIC_ROOT (default SITE_ROOT/var/static)")
-    group.add_argument("--log-dir", help="ErrorLog/CustomLog directory (/var/log/apache2)")
-    group.add_argument("--user", help="daemon user (www-data)")
-    group.add_argument("--group", help="daemon group (www-data)")
-    group.add_argument("--name", help="daemon process group, at most 10 characters (site)")
-    group.add_argument("--locale", help="daemon lang/locale (C.UTF-8)")
-    group.add_argument(
-        "--maximum-requests", type=int, help="recycle a daemon after N requests (off)"
-    )
-    group.add_argument(
-        "--inactivity-timeout", type=int, help="recycle a daemon idle for N seconds (off)"
-    )
-
-
-def add_arguments(parser):
-    """All options of ``manage.py apache_conf``."""
-    parser.add_argument(
-        "--variant",
-        choices=[*VARIANTS, "all"],
-        default="all",
-        help="which config to write (default: all three)",
-    )
-    parser.add_argument(
-        "--out",
-        help=f"output directory (default {render.DEFAULT_OUT_DIR}; "
-        f"with --reference {render.GENERATED_DIR})",
-    )
-    parser.add_argument(
-        "--reference",
-        action="store_true",
-        help="write the documented default machine's configs (apache_conf/generated/)",
-    )
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="validate each written config with the real apache2ctl -t",
-    )
-    add_sizing_arguments(parser)
-    add_site_arguments(parser)
+def command_line(argv, manage=True):
+    """How the configs were made, with absolute paths and this venv's interpreter."""
+    if manage:
+        head = [sys.executable, str(render.REPO_DIR / "site" / "manage.py"), "apache_conf"]
+    else:
+        head = [sys.executable, "-m", "apache_conf"]
+    return shlex.join([*head, *argv])
 
 
 # --- sizing ------------------------------------------------------------------------------
@@ -147,7 +71,7 @@ def resolve_budget(options, err):
         reason = "no DATABASE_URL (environment, DJANGO_ENV_FILE or var/site.env)"
     else:
         try:
-            facts = pgprobe.probe(url)
+            facts = pgprobe.probe(url, pgprobe.own_prefix())
         except pgprobe.Unreachable as exc:
             reason = str(exc)
     if facts is None:
@@ -211,21 +135,76 @@ def size_variants(options, variants, err):
     return plans
 
 
-def site_from_options(options):
+def host_fqdn():
+    """``hostname -f`` (what the operator sees), else Python's guess."""
+    try:
+        name = subprocess.run(
+            ["hostname", "-f"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except OSError:
+        name = ""
+    return name or socket.getfqdn()
+
+
+def site_from_options(options, **fixed):
     site_root = Path(options.get("site_root") or render.REPO_DIR).resolve()
     values = {
-        "server_name": options.get("server_name") or socket.getfqdn(),
+        "server_name": options.get("server_name") or host_fqdn(),
         "site_root": site_root,
         "venv": Path(options.get("venv") or sys.prefix),
+        **fixed,
     }
-    for key in SITE_INPUTS:
+    for key in (*SITE_INPUTS, "tls_cert", "tls_key", "tls_port"):
         if key not in values and options.get(key) is not None:
             values[key] = options[key]
     return render.Site(**values)
 
 
+def readme_commands(options, site):
+    """The README's install, curl and uninstall lines: the given inputs, absolute paths."""
+    head = f"cd {shlex.quote(str(site.site_root))} && {site.python} -m apache_conf"
+    words = ["install", "--variant", "prefork"]
+    skip = ("database_url", "processes", "threads", "force", "dry_run")
+    for key in (*SIZING_INPUTS, *SITE_INPUTS, *INSTALL_INPUTS):
+        value = options.get(key)
+        if key in skip or value in (None, False):
+            continue
+        flag = "--" + key.replace("_", "-")
+        words += [flag] if value is True else [flag, shlex.quote(str(value))]
+    if options.get("server_name") is None:
+        words += ["--server-name", site.server_name]
+    mode = (
+        "http"
+        if options.get("http_only")
+        else "proxy"
+        if options.get("behind_tls_proxy")
+        else "tls"
+    )
+    if mode == "tls" and not options.get("tls_cert"):
+        live = f"/etc/letsencrypt/live/{site.server_name}"
+        words += ["--tls-cert", f"{live}/fullchain.pem", "--tls-key", f"{live}/privkey.pem"]
+    return render.readme_commands(
+        site,
+        install=f"{head} {' '.join(words)}",
+        uninstall=f"{head} uninstall"
+        + "".join(
+            f" --{key.replace('_', '-')} {shlex.quote(str(options[key]))}"
+            for key in ("server_root", "state_dir", "name")
+            if options.get(key)
+        ),
+        https=mode,
+    )
+
+
 # --- the generator -----------------------------------------------------------------------
 def run(options, out, err, command):
+    """Generate, install or uninstall; return the exit code (messages already written)."""
+    if options.get("action"):
+        return run_install(options, out, err, command)
+    return run_generator(options, out, err, command)
+
+
+def run_generator(options, out, err, command):
     """Size, render and write; return the exit code (messages already written)."""
     try:
         if options.get("reference"):
@@ -245,13 +224,11 @@ def run(options, out, err, command):
             variant = options.get("variant") or "all"
             variants = list(VARIANTS) if variant == "all" else [variant]
             plans = size_variants(options, variants, err)
-            files = render.outputs(plans, site_from_options(options), command)
+            site = site_from_options(options)
+            files = render.outputs(plans, site, command, readme_commands(options, site))
             out_dir = Path(options.get("out") or render.DEFAULT_OUT_DIR)
     except (SizingError, render.RenderError) as exc:
-        err.write(f"apache_conf: {exc}\n")
-        for line in getattr(exc, "details", ()):
-            err.write(line + "\n")
-        return 2
+        return refuse(err, "apache_conf", exc)
     for result in plans:
         if result.note:
             err.write(f"apache_conf: {result.shape.variant}: {result.note}\n")
@@ -268,23 +245,150 @@ def run(options, out, err, command):
                 f"{result.needed} of {result.budget.usable} usable PostgreSQL connections\n"
             )
     if options.get("check"):
-        return check(paths, out, err)
+        return check(paths, out, err, options.get("server_root"), options.get("venv"))
     return 0
 
 
-def check(paths, out, err):
-    """Run the real ``apache2ctl -t`` on each config inside a throwaway httpd.conf."""
-    from apache_conf.apachectl import StandaloneApache
+# --- install / uninstall -----------------------------------------------------------------
+def https_mode(opts):
+    """ "tls", "proxy" or "http"; refuses none or several (HTTPS is on by default)."""
+    chosen = [
+        mode
+        for mode, given in (
+            ("tls", opts.get("tls_cert") or opts.get("tls_key")),
+            ("proxy", opts.get("behind_tls_proxy")),
+            ("http", opts.get("http_only")),
+        )
+        if given
+    ]
+    if len(chosen) > 1:
+        raise SizingError("choose one of --tls-cert/--tls-key, --behind-tls-proxy, --http-only")
+    if not chosen:
+        raise SizingError(
+            "HTTPS is on by default: pass --tls-cert FILE --tls-key FILE (e.g. from certbot "
+            "certonly), or --behind-tls-proxy when a proxy in front terminates TLS, or "
+            "--http-only (plain HTTP, not for production); see docs/production.md"
+        )
+    if chosen == ["tls"]:
+        for key in ("tls_cert", "tls_key"):
+            path = Path(opts.get(key) or "")
+            if not opts.get(key) or not path.is_file():
+                raise SizingError(f"--{key.replace('_', '-')} {str(path)!r}: no such file")
+    return chosen[0]
 
+
+def target_from_options(opts):
+    name = opts.get("name") or "site"
+    site_root = Path(opts.get("site_root") or render.REPO_DIR).resolve()
+    var_dir = Path(opts.get("var_dir") or site_root / "var")
+    if opts.get("static_root") and Path(opts["static_root"]) != var_dir / "static":
+        raise SizingError("install serves VAR_DIR/static (settings' STATIC_ROOT): use --var-dir")
+    https = https_mode(opts)
+    site = site_from_options(
+        opts,
+        static_root=var_dir / "static",
+        env_file=Path(opts.get("env_file") or var_dir / "production.env"),
+    )
+    return install.Target(
+        root=debian.ServerRoot(Path(opts.get("server_root") or debian.SYSTEM_ROOT)),
+        site=site,
+        https=https,
+        var_dir=var_dir,
+        state_dir=Path(opts.get("state_dir") or install.STATE_ROOT / name),
+        dry_run=bool(opts.get("dry_run")),
+    )
+
+
+def run_install(opts, out, err, command):
+    """``install`` or ``uninstall``; return the exit code."""
+    try:
+        if opts["action"] == "uninstall":
+            name = opts.get("name") or "site"
+            target = install.Target(
+                root=debian.ServerRoot(Path(opts.get("server_root") or debian.SYSTEM_ROOT)),
+                site=None,
+                https="",
+                var_dir=None,
+                state_dir=Path(opts.get("state_dir") or install.STATE_ROOT / name),
+                dry_run=bool(opts.get("dry_run")),
+            )
+            return install.Installer(target, out, err).uninstall()
+        if opts.get("variant") in (None, "all"):
+            raise SizingError("install one variant: --variant prefork, threaded or hybrid")
+        target = target_from_options(opts)
+        current = install.envfile.read(target.site.env_file)
+        url = opts.get("database_url") or current.get("DATABASE_URL")
+        url = pgprobe.site_database_url(url)
+        if not url:
+            raise SizingError(
+                "no DATABASE_URL: pass --database-url URL, export DATABASE_URL, or put it in "
+                f"{target.site.env_file}"
+            )
+        result = size_variants({**opts, "database_url": url}, [opts["variant"]], err)[0]
+        if result.note:
+            err.write(f"apache_conf: {result.shape.variant}: {result.note}\n")
+        return install.Installer(target, out, err).install(result, url, command)
+    except (SizingError, render.RenderError, EnvFileError, debian.InstallError) as exc:
+        return refuse(err, "apache_conf", exc)
+
+
+# --- python -m apache_conf -----------------------------------------------------------------
+def shape_main(argv, out, err):
+    """``shape --variant V``: one shell-evaluable line for deploy.sh's mod_wsgi-express run."""
+    parser = argparse.ArgumentParser(
+        prog="python -m apache_conf shape",
+        description="Print the daemon shape for one variant (for deploy.sh / mod_wsgi-express):"
+        " PROCESSES=.. THREADS=.. PERSISTENT_MODE=..",
+    )
+    parser.add_argument("--variant", choices=VARIANTS, required=True)
+    add_sizing_arguments(parser)
+    opts = vars(parser.parse_args(argv))
+    try:
+        result = size_variants(opts, [opts["variant"]], err)[0]
+    except SizingError as exc:
+        return refuse(err, "apache_conf shape", exc)
+    if result.note:
+        err.write(f"apache_conf shape: {result.note}\n")
+    out.write(result.shape.shell() + "\n")
+    return 0
+
+
+def main(argv=None, out=sys.stdout, err=sys.stderr):
+    """``python -m apache_conf [install|uninstall] [options]`` or ``... shape --variant V``."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["shape"]:
+        return shape_main(argv[1:], out, err)
+    parser = argparse.ArgumentParser(
+        prog="python -m apache_conf",
+        description="Write the Apache/mod_wsgi configs sized for this machine and PostgreSQL, "
+        "or install/uninstall one on the system Apache. 'shape --variant V' prints one "
+        "variant's daemon shape for deploy.sh.",
+    )
+    add_arguments(parser)
+    opts = vars(parser.parse_args(argv))
+    return run(opts, out, err, command_line(argv, manage=False))
+
+
+def check(paths, out, err, server_root=None, venv=None):
+    """``apache2ctl -t`` on each config: alone, in a throwaway httpd.conf; then inside the
+    system's config (``server_root``, default /etc/apache2, when there is one), which
+    catches conflicts with what is already there (e.g. a daemon name in use)."""
+    root = debian.ServerRoot(Path(server_root or debian.SYSTEM_ROOT))
+    system = (root.path / "apache2.conf").is_file()
     failed = 0
     for path in paths:
         if path.suffix != ".conf":
             continue
-        with tempfile.TemporaryDirectory(prefix="apache-conf-check-") as root:
-            result = StandaloneApache(root, path).config_test()
-        if result.returncode == 0:
-            out.write(f"apache2ctl -t {path.name}: Syntax OK\n")
-        else:
-            failed += 1
-            err.write(f"apache2ctl -t {path.name} failed:\n{result.stdout}{result.stderr}\n")
+        with tempfile.TemporaryDirectory(prefix="apache-conf-check-") as tmp:
+            results = [("", StandaloneApache(tmp, path, venv=venv).config_test())]
+        if system:
+            results.append((f" with {root.path}", root.config_test_with(path, venv)))
+        for where, result in results:
+            if result.returncode == 0:
+                out.write(f"apache2ctl -t {path.name}{where}: Syntax OK\n")
+            else:
+                failed += 1
+                err.write(
+                    f"apache2ctl -t {path.name}{where} failed:\n{result.stdout}{result.stderr}\n"
+                )
     return 1 if failed else 0

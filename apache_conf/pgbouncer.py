@@ -306,7 +306,7 @@ class Setup:
 
 # --- rendering -----------------------------------------------------------------------------
 def render_ini(result: PoolPlan, setup: Setup, command: str) -> str:
-    return render._render(
+    return render.render_template(
         "apache_conf/pgbouncer.ini",
         {
             "plan": result,
@@ -323,7 +323,7 @@ def render_ini(result: PoolPlan, setup: Setup, command: str) -> str:
 
 
 def render_userlist(setup: Setup, command: str) -> str:
-    return render._render("apache_conf/userlist.txt", {"setup": setup, "command": command})
+    return render.render_template("apache_conf/userlist.txt", {"setup": setup, "command": command})
 
 
 def outputs(result, setup, command):

@@ -1,14 +1,16 @@
 """The ``pgbouncer_conf`` command: flags to a sized plan, rendered and written.
 
 The sizing and the files are in :mod:`apache_conf.pgbouncer`; this module only reads the
-options (the same sizing flags as ``apache_conf``, via :mod:`apache_conf.cli`).
+options (the same sizing flags as ``apache_conf``, from :mod:`apache_conf.options`).
 """
 
 import shlex
+import sys
 from dataclasses import replace
 from pathlib import Path
 
-from apache_conf import cli, render
+from apache_conf import cli, pgprobe, render
+from apache_conf.options import SIZING_INPUTS, add_sizing_arguments
 from apache_conf.pgbouncer import (
     DEFAULT_OUT_DIR,
     DEFAULT_VARIANT,
@@ -51,7 +53,7 @@ def add_arguments(parser):
         action="store_true",
         help="write the documented reference (apache_conf/generated/)",
     )
-    cli.add_sizing_arguments(parser)
+    add_sizing_arguments(parser)
     pool = parser.add_argument_group("pool", "defaults: derived (see the ini's header)")
     pool.add_argument("--db-cores", type=int, help="PostgreSQL host's cores (default: --cores)")
     pool.add_argument("--pool-size", type=int, help="default_pool_size (default: derived)")
@@ -76,7 +78,7 @@ def add_arguments(parser):
 def setup_from_options(options):
     """The Setup from flags, with the site's DATABASE_URL for what they leave out."""
     values = {}
-    url = cli.pgprobe.site_database_url(options.get("database_url"))
+    url = pgprobe.site_database_url(options.get("database_url"))
     if url:
         import dj_database_url
 
@@ -128,7 +130,7 @@ def run(options, out, err, command):
         if options.get("reference"):
             extra = [
                 "--" + key.replace("_", "-")
-                for key in (*cli.SIZING_INPUTS, *SETUP_FLAGS, *POOL_FLAGS, "variant")
+                for key in (*SIZING_INPUTS, *SETUP_FLAGS, *POOL_FLAGS, "variant")
                 if options.get(key) is not None
             ]
             if extra:
@@ -141,10 +143,7 @@ def run(options, out, err, command):
             files = outputs(result, setup_from_options(options), command)
             out_dir = Path(options.get("out") or DEFAULT_OUT_DIR)
     except (SizingError, render.RenderError) as exc:
-        err.write(f"pgbouncer_conf: {exc}\n")
-        for line in getattr(exc, "details", ()):
-            err.write(line + "\n")
-        return 2
+        return cli.refuse(err, "pgbouncer_conf", exc)
     for note in result.notes:
         err.write(f"pgbouncer_conf: {note}\n")
     for path in write(files, out_dir, out):
@@ -161,4 +160,7 @@ def run(options, out, err, command):
 
 
 def command_line(argv):
-    return " ".join(["python site/manage.py pgbouncer_conf", *map(shlex.quote, argv)])
+    """How the files were made, with absolute paths and this venv's interpreter."""
+    return shlex.join(
+        [sys.executable, str(render.REPO_DIR / "site" / "manage.py"), "pgbouncer_conf", *argv]
+    )

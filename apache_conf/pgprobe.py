@@ -16,21 +16,24 @@ REPO_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_ENV_FILE = REPO_DIR / "var" / "site.env"
 CONNECT_TIMEOUT = 3
 
-BUDGET_SQL = """
+#: The site's own sessions (application_name "<prefix>:<host>:<pid>", set by
+#: persistent_backend) are not "others": resizing a live site must not count the
+#: connections it is about to replace.
+OTHERS = """
+    FROM pg_stat_activity
+   WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+     AND left(coalesce(application_name, ''), length(%(own)s)) <> %(own)s"""
+BUDGET_SQL = f"""
 SELECT current_setting('max_connections')::int,
        current_setting('superuser_reserved_connections')::int,
        coalesce(current_setting('reserved_connections', true), '0')::int,
-       (SELECT count(*) FROM pg_stat_activity
-         WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()),
+       (SELECT count(*) {OTHERS}),
        (SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user),
-       (SELECT count(*) FROM pg_stat_activity
-         WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
-           AND usename = current_user),
+       (SELECT count(*) {OTHERS} AND usename = current_user),
        (SELECT datconnlimit FROM pg_database WHERE datname = current_database()),
-       (SELECT count(*) FROM pg_stat_activity
-         WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
-           AND datname = current_database())
+       (SELECT count(*) {OTHERS} AND datname = current_database())
 """
+DEFAULT_APPLICATION_NAME = "site"
 
 
 @dataclass(frozen=True)
@@ -52,18 +55,28 @@ class Unreachable(Exception):
     """PostgreSQL could not be asked; ``str()`` is one line."""
 
 
-def site_database_url(explicit=None):
-    """The site's DATABASE_URL, or None when neither the environment nor the file has one."""
+def site_setting(name, explicit=None):
+    """A site setting as settings.py finds it: ``explicit``, the environment, the env file."""
     if explicit:
         return explicit
-    if os.environ.get("DATABASE_URL"):
-        return os.environ["DATABASE_URL"]
+    if os.environ.get(name):
+        return os.environ[name]
     env_file = Path(os.environ.get("DJANGO_ENV_FILE") or DEFAULT_ENV_FILE)
     try:
         values = dotenv_values(env_file) if env_file.is_file() else {}
     except OSError:  # e.g. mode 600 for the daemon user, read by someone else
         values = {}
-    return values.get("DATABASE_URL") or None
+    return values.get(name) or None
+
+
+def site_database_url(explicit=None):
+    """The site's DATABASE_URL, or None when neither the environment nor the file has one."""
+    return site_setting("DATABASE_URL", explicit)
+
+
+def own_prefix(explicit=None):
+    """``<prefix>:``, the start of the site's own application_name."""
+    return (site_setting("PERSISTENT_APPLICATION_NAME", explicit) or DEFAULT_APPLICATION_NAME) + ":"
 
 
 def describe(url):
@@ -76,8 +89,13 @@ def describe(url):
     return f"{host}:{parts.port or 5432}{parts.path or '/'}"
 
 
-def probe(url):
-    """Ask the server for its connection budget; raise Unreachable with one line."""
+def probe(url, own=None):
+    """Ask the server for its connection budget; raise Unreachable with one line.
+
+    Sessions whose application_name starts with ``own`` (default: the site's prefix)
+    are the site's own and not counted as used by others.
+    """
+    own = own or own_prefix()
     where = describe(url)
     try:
         conn = psycopg2.connect(
@@ -89,7 +107,7 @@ def probe(url):
     try:
         conn.autocommit = True
         with conn.cursor() as cur:
-            cur.execute(BUDGET_SQL)
+            cur.execute(BUDGET_SQL, {"own": own})
             row = cur.fetchone()
     finally:
         conn.close()

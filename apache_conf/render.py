@@ -1,7 +1,8 @@
 """Render the Apache configs and their README from the templates in ``templates/apache_conf``.
 
-Django's template engine, used standalone (no settings needed) with autoescape off: these
-are Apache config files, not HTML.
+``render_template`` is the one way every module of this package renders a template: one
+Django template engine, used standalone (no settings needed) with autoescape off: these
+are config files, not HTML.
 """
 
 import math
@@ -25,7 +26,7 @@ ARGV0_LENGTH = len("/usr/sbin/apache2")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 UNSAFE_PATH_RE = re.compile(r"[\s'\"\\$]")
 
-_engine = Engine(dirs=[str(TEMPLATES)], autoescape=False)
+ENGINE = Engine(dirs=[str(TEMPLATES)], autoescape=False)
 
 
 class RenderError(Exception):
@@ -49,6 +50,10 @@ class Site:
     locale: str = "C.UTF-8"
     maximum_requests: int = 0
     inactivity_timeout: int = 0
+    #: Certificate and key for a second, TLS vhost on ``tls_port`` (none without them).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_port: int = 443
 
     def __post_init__(self):
         for field in ("site_root", "venv", "log_dir"):
@@ -57,8 +62,9 @@ class Site:
             object.__setattr__(self, "env_file", self.site_root / "var" / "site.env")
         if self.static_root is None:
             object.__setattr__(self, "static_root", self.site_root / "var" / "static")
-        for field in ("env_file", "static_root"):
-            object.__setattr__(self, field, Path(getattr(self, field)))
+        for field in ("env_file", "static_root", "tls_cert", "tls_key"):
+            if getattr(self, field) is not None:
+                object.__setattr__(self, field, Path(getattr(self, field)))
         self.validate()
 
     def validate(self):
@@ -79,21 +85,53 @@ class Site:
         ]:
             if not NAME_RE.match(value):
                 raise RenderError(f"{what} {value!r}: use letters, digits, '.', '_' or '-'")
-        for field in ("site_root", "venv", "env_file", "static_root", "log_dir"):
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise RenderError("--tls-cert and --tls-key go together")
+        for field in (
+            "site_root",
+            "venv",
+            "env_file",
+            "static_root",
+            "log_dir",
+            "tls_cert",
+            "tls_key",
+        ):
             path = getattr(self, field)
+            if path is None:
+                continue
             if not path.is_absolute() or UNSAFE_PATH_RE.search(str(path)):
                 raise RenderError(
                     f"{field.replace('_', '-')} {str(path)!r}: an absolute path without"
                     " spaces, quotes, backslashes or '$' is needed"
                 )
-        if not 0 < self.port < 65536:
-            raise RenderError(f"--port {self.port}: use 1-65535")
+        for port, what in ((self.port, "--port"), (self.tls_port, "--tls-port")):
+            if not 0 < port < 65536:
+                raise RenderError(f"{what} {port}: use 1-65535")
+        if self.tls_cert is not None and self.tls_port == self.port:
+            raise RenderError(f"--tls-port {self.tls_port} is also --port: use two ports")
         if self.maximum_requests < 0 or self.inactivity_timeout < 0:
             raise RenderError("--maximum-requests and --inactivity-timeout must be >= 0")
 
     @property
     def display_name(self):
         return f"(wsgi:{self.name})"
+
+    @property
+    def vhosts(self):
+        """The plain-HTTP vhost, and the TLS one when a certificate is given."""
+        found = [{"port": self.port, "tls": False}]
+        if self.tls_cert is not None:
+            found.append({"port": self.tls_port, "tls": True})
+        return found
+
+    @property
+    def python(self):
+        """The venv's interpreter: the one to run manage.py with (Debian has no ``python``)."""
+        return self.venv / "bin" / "python"
+
+    @property
+    def manage(self):
+        return self.site_dir / "manage.py"
 
     @property
     def site_dir(self):
@@ -108,8 +146,10 @@ class Site:
         return self.wsgi_dir / "wsgi.py"
 
 
-def _render(template, context):
-    text = _engine.get_template(template).render(Context(context, autoescape=False, use_l10n=False))
+def render_template(template, context):
+    """``template`` (a name under templates/) rendered with ``context``: trailing spaces
+    dropped, runs of blank lines cut to one, one final newline."""
+    text = ENGINE.get_template(template).render(Context(context, autoescape=False, use_l10n=False))
     lines = [line.rstrip() for line in text.splitlines()]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n") + "\n"
 
@@ -117,7 +157,7 @@ def _render(template, context):
 def render_variant(result: Plan, site: Site, command: str) -> str:
     """One ``<variant>.conf``."""
     threads = result.shape.threads
-    return _render(
+    return render_template(
         "apache_conf/site.conf",
         {
             "plan": result,
@@ -130,7 +170,7 @@ def render_variant(result: Plan, site: Site, command: str) -> str:
     )
 
 
-def render_readme(plans, site: Site, command: str, reference=False) -> str:
+def render_readme(plans, site: Site, command: str, commands: dict, reference=False) -> str:
     """The README beside the configs: what each file is, and how to install one."""
     rows = [
         {
@@ -142,7 +182,7 @@ def render_readme(plans, site: Site, command: str, reference=False) -> str:
         for p in plans
     ]
     first = plans[0]
-    return _render(
+    return render_template(
         "apache_conf/README.txt",
         {
             "rows": rows,
@@ -151,14 +191,30 @@ def render_readme(plans, site: Site, command: str, reference=False) -> str:
             "budget": first.budget,
             "command": command,
             "reference": reference,
+            **commands,
         },
     )
 
 
-def outputs(plans, site: Site, command: str, reference=False):
-    """{file name: text} for the given plans and the README."""
+def readme_commands(site: Site, install: str, uninstall: str, https: str):
+    """The README's command lines: install, the curl that checks it, uninstall."""
+    port = site.tls_port if https == "tls" else site.port
+    scheme = "https" if https == "tls" else "http"
+    netloc = site.server_name if port in (80, 443) else f"{site.server_name}:{port}"
+    flags = (
+        "-k " if https == "tls" else "-H 'X-Forwarded-Proto: https' " if https == "proxy" else ""
+    )
+    curl = (
+        f"curl -sS {flags}--resolve {site.server_name}:{port}:127.0.0.1 {scheme}://{netloc}/healthz"
+    )
+    return {"install": install, "curl": curl, "uninstall": uninstall}
+
+
+def outputs(plans, site: Site, command: str, commands: dict, reference=False):
+    """{file name: text} for the given plans and the README (``commands``: its command
+    lines, from readme_commands)."""
     files = {f"{p.shape.variant}.conf": render_variant(p, site, command) for p in plans}
-    files["README"] = render_readme(plans, site, command, reference=reference)
+    files["README"] = render_readme(plans, site, command, commands, reference=reference)
     return files
 
 
@@ -175,13 +231,18 @@ def write(files, out_dir):
 
 
 # --- the documented default machine, whose output is committed in generated/ --------------
-REFERENCE_COMMAND = "python site/manage.py apache_conf --reference"
+REFERENCE_COMMAND = "/srv/site/.venv/bin/python /srv/site/site/manage.py apache_conf --reference"
 REFERENCE_MACHINE = Machine(cores=4, memory_bytes=8 * 1024**3)
 REFERENCE_SITE = dict(
     server_name="example.com",
     site_root=Path("/srv/site"),
     venv=Path("/srv/site/.venv"),
     port=80,
+)
+REFERENCE_INSTALL = (
+    "cd /srv/site && /srv/site/.venv/bin/python -m apache_conf install --variant prefork"
+    " --server-name example.com --tls-cert /etc/letsencrypt/live/example.com/fullchain.pem"
+    " --tls-key /etc/letsencrypt/live/example.com/privkey.pem"
 )
 
 
@@ -191,4 +252,11 @@ def reference_outputs():
 
     budget = Budget(max_connections=100, source="max_connections 100 (reference machine)")
     plans = [plan(variant, REFERENCE_MACHINE, budget) for variant in VARIANTS]
-    return outputs(plans, Site(**REFERENCE_SITE), REFERENCE_COMMAND, reference=True)
+    site = Site(**REFERENCE_SITE)
+    commands = readme_commands(
+        site,
+        install=REFERENCE_INSTALL,
+        uninstall="cd /srv/site && /srv/site/.venv/bin/python -m apache_conf uninstall",
+        https="tls",
+    )
+    return outputs(plans, site, REFERENCE_COMMAND, commands, reference=True)

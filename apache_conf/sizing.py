@@ -19,8 +19,8 @@ The connection budget is PostgreSQL's, shared by every host running the site::
              - connections used by others - spare
     needed = processes x connections per process x hosts   (must be <= usable)
 
-Run as ``python -m apache_conf.sizing --variant prefork --shell`` it prints the shape for
-local runs (``PROCESSES=2 THREADS=1 PERSISTENT_MODE=process``) for deploy.sh.
+``python -m apache_conf shape --variant prefork`` prints the shape for local runs
+(``PROCESSES=2 THREADS=1 PERSISTENT_MODE=process``) for deploy.sh.
 """
 
 import math
@@ -376,44 +376,3 @@ def refusal(result, fitted):
     options.append("pass --force")
     details.append("  fits: " + "; or ".join(options))
     return SizingError(why, details)
-
-
-# --- the local mod_wsgi-express shape for deploy.sh --------------------------------------
-def main(argv=None):
-    """``python -m apache_conf.sizing --variant V --shell``: one shell-evaluable line."""
-    import argparse
-    import sys
-
-    from apache_conf import cli
-
-    parser = argparse.ArgumentParser(
-        prog="python -m apache_conf.sizing",
-        description="Print the daemon shape for one variant (for deploy.sh / mod_wsgi-express).",
-    )
-    parser.add_argument("--variant", choices=VARIANTS, required=True)
-    parser.add_argument(
-        "--shell",
-        action="store_true",
-        help="print PROCESSES=.. THREADS=.. PERSISTENT_MODE=.. (the default output)",
-    )
-    cli.add_sizing_arguments(parser)
-    options = vars(parser.parse_args(argv))
-    try:
-        result = cli.size_variants(options, [options["variant"]], err=sys.stderr)[0]
-    except SizingError as exc:
-        print(f"apache_conf.sizing: {exc}", file=sys.stderr)
-        for line in exc.details:
-            print(line, file=sys.stderr)
-        return 2
-    if result.note:
-        print(f"apache_conf.sizing: {result.note}", file=sys.stderr)
-    print(result.shape.shell())
-    return 0
-
-
-if __name__ == "__main__":
-    # Run the imported module's main, not this __main__ copy, so that the SizingError
-    # raised by apache_conf.cli is the class caught above.
-    from apache_conf.sizing import main as _main
-
-    raise SystemExit(_main())

@@ -29,7 +29,8 @@ def local_site(work, **extra):
 def local_outputs(work, **extra):
     machine = Machine(cores=2, memory_bytes=4 * 1024**3)
     plans = [plan(v, machine, Budget(max_connections=100)) for v in VARIANTS]
-    return render.outputs(plans, local_site(work, **extra), "test")
+    commands = {"install": "install", "curl": "curl", "uninstall": "uninstall"}
+    return render.outputs(plans, local_site(work, **extra), "test", commands)
 
 
 def directive(text, name):

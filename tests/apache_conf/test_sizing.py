@@ -25,7 +25,7 @@ from tests.apache_conf.conftest import SMALL_MAX_CONNECTIONS
 from tests.support.pgcluster import free_port
 
 COMMON = "--cores 4 --memory-gib 8 --server-name example.com"
-SIZING = "apache_conf.sizing"
+SIZING = "apache_conf"  # python -m apache_conf shape ...
 USABLE = SMALL_MAX_CONNECTIONS - 3 - 2
 
 
@@ -249,7 +249,7 @@ def test_unreachable_postgresql_needs_max_connections(generate, tmp_path):
     ],
 )
 def test_sizing_shell_line(small_pg, generate, args, line):
-    result = generate(args, f"--shell --database-url {small_pg.url()}", module=SIZING)
+    result = generate("shape", args, f"--database-url {small_pg.url()}", module=SIZING)
     assert result.returncode == 0, result.stderr
     assert result.stdout == line + "\n"
 
@@ -257,10 +257,8 @@ def test_sizing_shell_line(small_pg, generate, args, line):
 def test_sizing_shell_defaults_to_this_machine_and_refuses_over_budget(small_pg, generate):
     expected = plan("prefork", Machine.detect(), Budget(SMALL_MAX_CONNECTIONS)).shape.shell()
     url = small_pg.url()
-    result = generate(f"--variant prefork --shell --database-url {url}", module=SIZING)
+    result = generate(f"shape --variant prefork --database-url {url}", module=SIZING)
     assert result.stdout == expected + "\n", result.stderr
-    result = generate(
-        f"--variant prefork --processes 40 --shell --database-url {url}", module=SIZING
-    )
+    result = generate(f"shape --variant prefork --processes 40 --database-url {url}", module=SIZING)
     assert result.returncode == 2 and result.stdout == ""
     assert "refused" in result.stderr and f"--processes {USABLE}" in result.stderr

@@ -1,0 +1,277 @@
+"""``apache_conf install`` / ``uninstall``: the site on a Debian/Ubuntu system Apache.
+
+Install, idempotently: refuse if Debian's own mod_wsgi is enabled; load the venv's
+mod_wsgi; enable mpm_event and the modules the site needs; write and enable the site
+config (plain HTTP, plus a TLS vhost when a certificate is given); add missing ``Listen``
+lines; write the production env file; collectstatic; ``apache2ctl -t`` on the whole
+system config; a full restart; a self-check of ``/healthz`` through the ServerName.
+Every file it changes is journaled (:class:`apache_conf.debian.Changes`): uninstall puts
+each one back as it was, and a failed configtest undoes the run's changes.
+"""
+
+import http.client
+import os
+import ssl
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from apache_conf import envfile, render
+from apache_conf.debian import (
+    CLEAN_ENV,
+    OTHER_MPMS,
+    Changes,
+    InstallError,
+    ServerRoot,
+    module_config,
+)
+
+#: Debian's mod_wsgi (libapache2-mod-wsgi-py3) embeds /usr/bin/python3, not the venv's.
+DEBIAN_WSGI = "wsgi"
+WSGI_MODULE = "wsgi_express"
+MODULES = ("mpm_event", "authz_core", "alias", "env", "mime", WSGI_MODULE)
+TLS_MODULES = ("setenvif", "socache_shmcb", "ssl")
+DEFAULT_SITE = "000-default"
+SELF_CHECK_TIMEOUT = 90
+#: Where the journal lives by default (outside the ServerRoot, which it restores).
+STATE_ROOT = Path("/var/lib/apache_conf")
+
+
+@dataclass
+class Target:
+    """Everything install/uninstall act on, besides the plan."""
+
+    root: ServerRoot
+    site: render.Site
+    https: str  # "tls", "proxy" or "http" (envfile.HTTPS_MODES)
+    var_dir: Path
+    state_dir: Path
+    dry_run: bool = False
+
+    @property
+    def ctl_prefix(self):
+        """How to run Debian's tools for this root (APACHE_CONFDIR unless the system's)."""
+        return "" if self.root.is_system else f"APACHE_CONFDIR={self.root.path} "
+
+
+class Installer:
+    def __init__(self, target, out, err):
+        self.t = target
+        self.out = out
+        self.err = err
+        self.changes = Changes(target.state_dir, out, target.dry_run)
+
+    # --- install ----------------------------------------------------------------------
+    def install(self, plan, database_url, command):
+        t = self.t
+        t.root.check()
+        self.refuse_debian_wsgi()
+        self.out.write(f"{'dry run: ' if t.dry_run else ''}installing into {t.root.path}\n")
+        self.load_modules()
+        self.write_site(plan, command)
+        self.write_env(plan, database_url)
+        self.prepare_var_dir()
+        if t.dry_run:
+            self.out.write(
+                "would run: collectstatic, apache2ctl -t, a full restart, GET /healthz\n"
+            )
+            return 0
+        self.collectstatic()
+        self.config_test()
+        if self.changes.made or t.root.running_pid() is None:
+            t.root.restart(self.out)
+        else:
+            self.out.write("no change: Apache keeps running as it is\n")
+        return self.self_check()
+
+    def refuse_debian_wsgi(self):
+        if self.t.root.is_enabled("mods", DEBIAN_WSGI, "load"):
+            raise InstallError(
+                "Debian's mod_wsgi (libapache2-mod-wsgi-py3) is enabled: it runs "
+                "/usr/bin/python3, not this venv's; run "
+                f"'{self.t.ctl_prefix}a2dismod {DEBIAN_WSGI}' (or apt-get remove "
+                "libapache2-mod-wsgi-py3) and rerun"
+            )
+
+    def load_modules(self):
+        t, changes = self.t, self.changes
+        lines = module_config(t.site.venv)
+        changes.write(
+            t.root.available("mods", WSGI_MODULE, "load"),
+            f"# mod_wsgi built by pip for {t.site.venv} (mod_wsgi-express module-config)\n"
+            f"{lines}\n",
+        )
+        for mpm in OTHER_MPMS:
+            t.root.disable(changes, "mods", mpm, ("load", "conf"))
+        modules = MODULES + (TLS_MODULES if t.site.tls_cert else ())
+        for module in modules:
+            if not t.root.available("mods", module, "load").exists():
+                raise InstallError(
+                    f"{t.root.available('mods', module, 'load')} is missing: "
+                    "apt-get install --no-upgrade apache2"
+                )
+            t.root.enable(changes, "mods", module, ("load", "conf"))
+
+    def write_site(self, plan, command):
+        t, changes = self.t, self.changes
+        text = render.render_variant(plan, t.site, command)
+        changes.write(t.root.available("sites", t.site.name, "conf"), text, show=False)
+        t.root.enable(changes, "sites", t.site.name, ("conf",))
+        # The site answers every name on its port (loopback probes included), not Debian's page.
+        t.root.disable(changes, "sites", DEFAULT_SITE, ("conf",))
+        missing = [f"Listen {t.site.port}"] if not t.root.listens(t.site.port) else []
+        if t.site.tls_cert and not t.root.listens(t.site.tls_port):
+            missing.append(f"Listen {t.site.tls_port} https")
+        if missing:
+            ports = t.root.path / "ports.conf"
+            text = ports.read_text() if ports.is_file() else ""
+            text += f"\n# Added by apache_conf install for {t.site.name}\n" + "\n".join(missing)
+            changes.write(ports, text + "\n")
+
+    def write_env(self, plan, database_url):
+        t = self.t
+        path = t.site.env_file
+        current = envfile.read(path)
+        values = envfile.Wanted(
+            database_url=database_url,
+            server_name=t.site.server_name,
+            https=t.https,
+            persistent_mode=plan.shape.mode,
+            var_dir=t.var_dir,
+        ).values(current)
+        text = envfile.render(path.read_text() if path.is_file() else "", values)
+        if self.changes.write(path, text, mode=0o640, owner="root", group=t.site.group, show=False):
+            if t.dry_run:
+                for line in envfile.masked(text).splitlines():
+                    self.out.write(f"    | {line}\n")
+
+    def prepare_var_dir(self):
+        """The var directory: static files (collectstatic) and the dashboard's metrics."""
+        t = self.t
+        metrics = t.var_dir / "metrics"
+        if t.dry_run:
+            if not metrics.is_dir():
+                self.out.write(f"would create {metrics} (owner {t.site.user}, mode 0775)\n")
+            return
+        t.var_dir.mkdir(parents=True, exist_ok=True)
+        metrics.mkdir(exist_ok=True)
+        os.chmod(metrics, 0o775)
+        os.chown(metrics, _uid(t.site.user), -1)
+
+    def collectstatic(self):
+        site = self.t.site
+        self.out.write(f"{site.python} {site.manage} collectstatic --noinput\n")
+        result = subprocess.run(
+            [str(site.python), str(site.manage), "collectstatic", "--noinput", "-v0"],
+            cwd=site.site_root,
+            env={**CLEAN_ENV, "DJANGO_ENV_FILE": str(site.env_file)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if result.returncode:
+            tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            self.changes.rollback()
+            raise InstallError(f"collectstatic failed ({tail}); nothing was installed")
+
+    def config_test(self):
+        result = self.t.root.config_test()
+        if result.returncode:
+            self.changes.rollback()
+            self.err.write(result.stdout + result.stderr)
+            raise InstallError(
+                f"{self.t.ctl_prefix}apache2ctl -t failed (above): this run's changes were "
+                "undone; fix the cause and rerun"
+            )
+        self.out.write(f"{self.t.ctl_prefix}apache2ctl -t: Syntax OK\n")
+
+    # --- self-check ------------------------------------------------------------------
+    def self_check(self):
+        site, https = self.t.site, self.t.https
+        scheme, port = ("https", site.tls_port) if https == "tls" else ("http", site.port)
+        headers = {"Host": site.server_name if port in (80, 443) else f"{site.server_name}:{port}"}
+        if https == "proxy":
+            headers["X-Forwarded-Proto"] = "https"
+        url = f"{scheme}://{headers['Host']}/healthz"
+        status, body = probe(scheme, port, site.server_name, headers)
+        via = " with X-Forwarded-Proto: https" if https == "proxy" else ""
+        self.out.write(f"self-check: GET {url} (via 127.0.0.1{via}) -> {status} {body}\n")
+        if status != 200:
+            self.err.write(
+                f"apache_conf: the site does not answer 200: see {site.log_dir}/{site.name}-"
+                f"{'ssl-' if scheme == 'https' else ''}error.log and the Apache error log\n"
+            )
+            return 1
+        return 0
+
+    # --- uninstall --------------------------------------------------------------------
+    def uninstall(self):
+        t = self.t
+        if not self.changes.journal:
+            self.out.write(f"nothing to uninstall: no journal in {t.state_dir}\n")
+            return 0
+        count = self.changes.revert()
+        if t.dry_run:
+            self.out.write("would restart Apache if it runs\n")
+            return 0
+        self.out.write(f"restored {count} path(s) as they were before the install\n")
+        if t.root.running_pid() is not None:
+            if t.root.config_test().returncode == 0:
+                t.root.restart(self.out)
+            else:
+                self.err.write(
+                    f"apache_conf: {t.ctl_prefix}apache2ctl -t fails on the restored config: "
+                    "Apache left running as it was\n"
+                )
+                return 1
+        return 0
+
+
+def probe(scheme, port, server_name, headers, timeout=SELF_CHECK_TIMEOUT):
+    """GET /healthz on 127.0.0.1 with ``headers`` until it is not 503 (daemons starting).
+
+    TLS: SNI is the ServerName and the certificate is not verified (this checks the
+    site, not the certificate chain: a self-signed or not-yet-trusted one is fine).
+    """
+    deadline = time.monotonic() + timeout
+    last = (0, "no answer")
+    while time.monotonic() < deadline:
+        try:
+            if scheme == "https":
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+                conn = _SniConnection("127.0.0.1", port, timeout=30, context=context)
+                conn.server_name = server_name
+            else:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            try:
+                conn.request("GET", "/healthz", headers=headers)
+                resp = conn.getresponse()
+                body = resp.read().decode(errors="replace").strip()[:200]
+                last = (resp.status, body or resp.reason)
+            finally:
+                conn.close()
+            if last[0] != 503:
+                return last
+        except OSError as exc:
+            last = (0, f"no answer ({exc})")
+        time.sleep(0.5)
+    return last
+
+
+class _SniConnection(http.client.HTTPSConnection):
+    """An HTTPS connection to one address that sends another name as SNI."""
+
+    server_name = None
+
+    def connect(self):
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self.server_name)
+
+
+def _uid(user):
+    import pwd
+
+    return pwd.getpwnam(user).pw_uid
