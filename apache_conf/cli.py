@@ -11,6 +11,7 @@ install's self-check failed.
 """
 
 import argparse
+import re
 import shlex
 import socket
 import subprocess
@@ -38,6 +39,9 @@ from apache_conf.sizing import (
     plan,
 )
 
+#: The password of a database URL (in --database-url or --database-url=URL).
+PASSWORD_RE = re.compile(r"^((?:--database-url=)?[a-z0-9+]+://[^:@/]*:)[^@]*@")
+
 
 def refuse(err, prog, exc):
     """The one way a refusal is printed: ``prog: reason`` and its detail lines; exit 2."""
@@ -47,13 +51,24 @@ def refuse(err, prog, exc):
     return 2
 
 
-def command_line(argv, manage=True):
-    """How the configs were made, with absolute paths and this venv's interpreter."""
+def redact(argv):
+    """``argv`` with the password of a ``--database-url`` hidden (it goes into headers)."""
+    words, hide = [], False
+    for word in argv:
+        if hide or word.startswith("--database-url="):
+            word = PASSWORD_RE.sub(r"\1********@", word)
+        hide = word == "--database-url"
+        words.append(word)
+    return words
+
+
+def command_line(argv, manage=True, tool="apache_conf"):
+    """How the files were made, with absolute paths and this venv's interpreter."""
     if manage:
-        head = [sys.executable, str(render.REPO_DIR / "site" / "manage.py"), "apache_conf"]
+        head = [sys.executable, str(render.REPO_DIR / "site" / "manage.py"), tool]
     else:
-        head = [sys.executable, "-m", "apache_conf"]
-    return shlex.join([*head, *argv])
+        head = [sys.executable, "-m", tool]
+    return shlex.join([*head, *redact(argv)])
 
 
 # --- sizing ------------------------------------------------------------------------------

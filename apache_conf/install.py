@@ -106,6 +106,11 @@ class Installer:
             t.root.disable(changes, "mods", mpm, ("load", "conf"))
         modules = MODULES + (TLS_MODULES if t.site.tls_cert else ())
         for module in modules:
+            if module == WSGI_MODULE:  # written above (not yet in a dry run)
+                changes.link(
+                    t.root.enabled("mods", module, "load"), f"../mods-available/{module}.load"
+                )
+                continue
             if not t.root.available("mods", module, "load").exists():
                 raise InstallError(
                     f"{t.root.available('mods', module, 'load')} is missing: "
@@ -117,7 +122,9 @@ class Installer:
         t, changes = self.t, self.changes
         text = render.render_variant(plan, t.site, command)
         changes.write(t.root.available("sites", t.site.name, "conf"), text, show=False)
-        t.root.enable(changes, "sites", t.site.name, ("conf",))
+        changes.link(
+            t.root.enabled("sites", t.site.name, "conf"), f"../sites-available/{t.site.name}.conf"
+        )
         # The site answers every name on its port (loopback probes included), not Debian's page.
         t.root.disable(changes, "sites", DEFAULT_SITE, ("conf",))
         missing = [f"Listen {t.site.port}"] if not t.root.listens(t.site.port) else []

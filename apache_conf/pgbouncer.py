@@ -351,7 +351,7 @@ def write(files, out_dir, out):
 
 
 # --- the documented reference, committed in apache_conf/generated/ -------------------------
-REFERENCE_COMMAND = "python site/manage.py pgbouncer_conf --reference"
+REFERENCE_COMMAND = "/srv/site/.venv/bin/python /srv/site/site/manage.py pgbouncer_conf --reference"
 REFERENCE_HOSTS = 3
 
 

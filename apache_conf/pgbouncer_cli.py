@@ -4,8 +4,6 @@ The sizing and the files are in :mod:`apache_conf.pgbouncer`; this module only r
 options (the same sizing flags as ``apache_conf``, from :mod:`apache_conf.options`).
 """
 
-import shlex
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -161,6 +159,4 @@ def run(options, out, err, command):
 
 def command_line(argv):
     """How the files were made, with absolute paths and this venv's interpreter."""
-    return shlex.join(
-        [sys.executable, str(render.REPO_DIR / "site" / "manage.py"), "pgbouncer_conf", *argv]
-    )
+    return cli.command_line(argv, tool="pgbouncer_conf")

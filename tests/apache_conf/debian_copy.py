@@ -100,9 +100,8 @@ class DebianCopy:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def logs(self):
-        parts = [f"--- {p} ---\n{p.read_text(errors='replace')[-4000:]}"
-                 for d in ("log", "site-logs") for p in sorted((self.base / d).glob("*"))]  # fmt: skip
-        return "\n".join(parts)
+        paths = [p for d in ("log", "site-logs") for p in sorted((self.base / d).glob("*"))]
+        return "\n".join(f"--- {p} ---\n{p.read_text(errors='replace')[-4000:]}" for p in paths)
 
     def daemons(self, name):
         """pids of the ``(wsgi:NAME)`` daemons whose parent is this copy's Apache."""
@@ -113,7 +112,7 @@ class DebianCopy:
         found = []
         for line in out.splitlines():
             pid, ppid, args = line.split(None, 2)
-            if int(ppid) == parent and args.strip() == f"(wsgi:{name})":
+            if int(ppid) == parent and args.split()[0] == f"(wsgi:{name})":
                 found.append(int(pid))
         return found
 
@@ -141,7 +140,9 @@ class Client:
 
     @property
     def origin(self):
-        return f"{self.scheme}://{self.host}:{self.port}"
+        """The browser's origin: https behind a TLS proxy (X-Forwarded-Proto: https)."""
+        proxied = self.headers.get("X-Forwarded-Proto") == "https"
+        return f"{'https' if proxied else self.scheme}://{self.host}:{self.port}"
 
     def request(self, method, path, form=None, headers=None):
         if self.scheme == "https":
