@@ -30,6 +30,9 @@ Commands:
   test       setup, then the whole test suite (extra arguments go to pytest)
   bench      setup, then the benchmark (python -m bench; extra arguments go to it)
   faults     setup, then the long fault-injection runs with a table of figures
+  install-apache    install the site into Debian's system Apache (as root; options go
+             to python -m apache_conf install: see docs/production.md)
+  uninstall-apache  put back every file install-apache changed
   stop       stop the server and the local PostgreSQL cluster that deploy.sh started
   help       this text
 
@@ -62,13 +65,13 @@ die() { printf 'deploy.sh: %s\n' "$*" >&2; exit 1; }
 # --- arguments ------------------------------------------------------------------------
 COMMAND=run
 case "${1:-}" in
-  setup|test|stop|bench|faults) COMMAND="$1"; shift ;;
+  setup|test|stop|bench|faults|install-apache|uninstall-apache) COMMAND="$1"; shift ;;
   help|-h|--help) usage; exit 0 ;;
 esac
 PORT=8000 VARIANT=prefork PROCESSES="" THREADS="" NO_APACHE=0 PGBOUNCER=0
 PASSTHROUGH=()
-if [ "$COMMAND" = bench ] || [ "$COMMAND" = faults ]; then
-  PASSTHROUGH=("$@")  # their own options: python -m bench --help
+if [ "$COMMAND" = bench ] || [ "$COMMAND" = faults ] || [[ "$COMMAND" == *install-apache ]]; then
+  PASSTHROUGH=("$@")  # their own options: python -m bench --help, python -m apache_conf --help
   set --
 fi
 while [ $# -gt 0 ]; do
@@ -485,4 +488,8 @@ case "$COMMAND" in
     ;;
   bench) setup; cd "$ROOT"; exec "$VENV/bin/python" -m bench ${PASSTHROUGH[@]+"${PASSTHROUGH[@]}"} ;;
   faults) setup; cd "$ROOT"; exec "$VENV/bin/python" -m pytest tests/faults --long ${PASSTHROUGH[@]+"${PASSTHROUGH[@]}"} ;;
+  install-apache|uninstall-apache)
+    [ "$(id -u)" -eq 0 ] || die "$COMMAND changes the system Apache: run it as root"
+    system_packages; ensure_var; ensure_venv
+    exec "$VENV/bin/python" -m apache_conf "${COMMAND%-apache}" ${PASSTHROUGH[@]+"${PASSTHROUGH[@]}"} ;;
 esac
