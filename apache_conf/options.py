@@ -32,6 +32,7 @@ SITE_INPUTS = (
     "locale",
     "maximum_requests",
     "inactivity_timeout",
+    "acme_webroot",
 )
 
 
@@ -86,6 +87,11 @@ def add_site_arguments(parser):
     )
     group.add_argument(
         "--inactivity-timeout", type=int, help="recycle a daemon idle for N seconds (off)"
+    )
+    group.add_argument(
+        "--acme-webroot",
+        help="certbot --webroot directory, served at /.well-known/acme-challenge/ over HTTP"
+        " (default /var/www/html)",
     )
 
 

@@ -54,9 +54,11 @@ class Site:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_port: int = 443
+    #: certbot's --webroot directory: its challenges are served on the plain-HTTP vhost.
+    acme_webroot: Path = Path("/var/www/html")
 
     def __post_init__(self):
-        for field in ("site_root", "venv", "log_dir"):
+        for field in ("site_root", "venv", "log_dir", "acme_webroot"):
             object.__setattr__(self, field, Path(getattr(self, field)))
         if self.env_file is None:
             object.__setattr__(self, "env_file", self.site_root / "var" / "site.env")
@@ -90,6 +92,7 @@ class Site:
         for field in (
             "site_root",
             "venv",
+            "acme_webroot",
             "env_file",
             "static_root",
             "log_dir",

@@ -33,6 +33,15 @@ class DebianCopy:
         shutil.copytree(SYSTEM_ROOT, self.root, symlinks=True)
         for name in ("run", "lock", "log", "state", "var", "site-logs"):
             (self.base / name).mkdir(mode=0o755)
+        self.acme_webroot = self.base / "acme"
+        challenges = self.acme_webroot / ".well-known" / "acme-challenge"
+        challenges.mkdir(parents=True)
+        for path in (challenges, *challenges.parents):
+            if path == self.base:
+                break
+            path.chmod(0o755)
+        (challenges / "token-1").write_text("token-1.key\n")
+        (challenges / "token-1").chmod(0o644)
         envvars = self.root / "envvars"
         envvars.write_text(
             envvars.read_text()

@@ -59,6 +59,7 @@ def install(debian, db_url, *args, action="install", name=None):
                 f"--server-name {SERVER_NAME} --port {debian.port} --tls-port {debian.tls_port}",
                 f"--var-dir {debian.var_dir} --log-dir {debian.log_dir} --venv {sys.prefix}",
                 f"--site-root {REPO_DIR} --database-url {db_url}",
+                f"--acme-webroot {debian.acme_webroot}",
             )
         ),
         *(("--name", name) if name else ()),
@@ -131,6 +132,9 @@ def test_install_prefork_then_threaded_then_uninstall(
     if plain is not None:  # HTTPS on: plain requests are redirected to https://
         status, _, headers = plain.get("/healthz")
         assert status == 301 and headers["Location"].startswith("https://"), (status, headers)
+    # certbot --webroot's challenge files: over plain HTTP, never redirected.
+    acme = Client("http", debian.port, SERVER_NAME).get("/.well-known/acme-challenge/token-1")
+    assert acme[:2] == (200, "token-1.key\n"), acme[:2]
 
     # Idempotent: the same install again changes nothing and keeps the server running.
     pid = debian.server.running_pid()
