@@ -264,3 +264,33 @@ def test_generated_readme_steps_work_as_written(debian, test_db_url, demo_data):
     assert "(wsgi:site)" in outputs[3]
     assert outputs[4] == "ok\n"
     assert debian.snapshot() == before
+
+
+def test_uninstall_without_an_install_changes_nothing(debian, test_db_url):
+    before = debian.snapshot()
+    result = install(debian, test_db_url, action="uninstall")
+    assert result.returncode == 0, result.stderr
+    assert f"nothing to uninstall: no journal in {debian.state_dir}" in result.stdout
+    assert debian.snapshot() == before
+
+
+def test_manage_py_and_deploy_sh_run_the_same_install(debian, test_db_url):
+    """``manage.py apache_conf install`` and ``./deploy.sh install-apache`` (dry runs)."""
+    common = (
+        f"--variant hybrid --processes 3 --threads 2 --http-only --server-name {SERVER_NAME}"
+        f" --server-root {debian.root} --state-dir {debian.state_dir} --var-dir {debian.var_dir}"
+        f" --database-url {test_db_url} --dry-run"
+    )
+    before = debian.snapshot()
+    result = run_generator("install", common)  # manage.py apache_conf install ...
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "processes=3 threads=2" not in result.stdout  # the site config is not echoed...
+    assert f"would write {debian.root}/sites-available/site.conf" in result.stdout
+    env = {**os.environ, "VENV": sys.prefix}
+    deploy = subprocess.run(
+        [str(REPO_DIR / "deploy.sh"), "install-apache", *common.split()],
+        cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+    assert deploy.stdout == result.stdout
+    assert debian.snapshot() == before

@@ -2,14 +2,16 @@
 and the directives each config must carry."""
 
 import re
+import subprocess
 import sys
 
 import pytest
 
 from apache_conf import render
-from apache_conf.apachectl import StandaloneApache
+from apache_conf.apachectl import StandaloneApache, module_config
 from apache_conf.sizing import VARIANTS, Budget, Machine, plan
 from tests.apache_conf.conftest import REPO_DIR
+from tests.apache_conf.debian_copy import DebianCopy
 
 FILES = {f"{variant}.conf" for variant in VARIANTS} | {"README"}
 
@@ -91,6 +93,39 @@ def test_check_flag_runs_apache2ctl_on_each_written_config(generate, shared_dir)
     assert result.returncode == 0, result.stdout + result.stderr
     for variant in VARIANTS:
         assert f"apache2ctl -t {variant}.conf: Syntax OK" in result.stdout
+        assert f"apache2ctl -t {variant}.conf with /etc/apache2: Syntax OK" in result.stdout
+
+
+def test_check_catches_a_conflict_with_the_system_config(generate, shared_dir):
+    """A site installed by hand declares the daemon name already: fine alone, refused
+    inside the system's config (a copy of /etc/apache2 here; --check never changes it)."""
+    copy = DebianCopy()
+    try:
+        for kind, name, text in [
+            ("mods", "wsgi_express.load", module_config() + "\n"),
+            ("sites", "old.conf", "WSGIDaemonProcess site threads=1\n"),
+        ]:
+            (copy.root / f"{kind}-available" / name).write_text(text)
+            (copy.root / f"{kind}-enabled" / name).symlink_to(f"../{kind}-available/{name}")
+        before = copy.snapshot()
+        result = generate(
+            "--max-connections 100 --variant prefork --server-name 127.0.0.1",
+            f"--out {shared_dir} --check --server-root {copy.root}",
+        )
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "apache2ctl -t prefork.conf: Syntax OK" in result.stdout
+        assert f"apache2ctl -t prefork.conf with {copy.root} failed" in result.stderr
+        assert "duplicates previous WSGI daemon definition" in result.stderr
+        assert copy.snapshot() == before
+    finally:
+        copy.destroy()
+
+
+def test_default_server_name_is_hostname_f(generate, tmp_path):
+    fqdn = subprocess.run(["hostname", "-f"], capture_output=True, text=True).stdout.strip()
+    result = generate(f"--max-connections 100 --variant prefork --out {tmp_path}")
+    assert result.returncode == 0, result.stderr
+    assert f"    ServerName {fqdn}\n" in (tmp_path / "prefork.conf").read_text()
 
 
 # --- what each config carries --------------------------------------------------------------

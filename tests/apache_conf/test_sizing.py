@@ -128,6 +128,25 @@ def test_probe_reads_the_budget_and_counts_other_connections(small_pg):
             conn.close()
 
 
+def test_the_sites_own_sessions_are_not_others(small_pg, monkeypatch):
+    """Resizing a live site: its daemons' connections (application_name "site:<host>:<pid>",
+    or PERSISTENT_APPLICATION_NAME's prefix) are about to be replaced, not kept."""
+    url = small_pg.url()
+    monkeypatch.delenv("PERSISTENT_APPLICATION_NAME", raising=False)
+    monkeypatch.setenv("DJANGO_ENV_FILE", "/dev/null")
+    held = [
+        small_pg.connect(application_name=name)
+        for name in ("site:web1:101", "site:web1:102", "shop:web1:7", "psql", "site-admin")
+    ]
+    try:
+        assert pgprobe.probe(url).others == 3  # shop:..., psql, site-admin
+        monkeypatch.setenv("PERSISTENT_APPLICATION_NAME", "shop")
+        assert pgprobe.probe(url).others == 4
+    finally:
+        for conn in held:
+            conn.close()
+
+
 def test_over_budget_is_refused_with_numbers_and_a_proposal_that_fits(small_pg, generate, tmp_path):
     url = small_pg.url()
     out = tmp_path / "refused"
