@@ -80,7 +80,7 @@ class Installer:
         self.collectstatic()
         self.config_test()
         if self.changes.made or t.root.running_pid() is None:
-            t.root.restart(self.out)
+            self.restart()
         else:
             self.out.write("no change: Apache keeps running as it is\n")
         return self.self_check()
@@ -192,6 +192,19 @@ class Installer:
                 "undone; fix the cause and rerun"
             )
         self.out.write(f"{self.t.ctl_prefix}apache2ctl -t: Syntax OK\n")
+
+    def restart(self):
+        """A full restart; if Apache does not come up, undo this run and start the old config."""
+        try:
+            self.t.root.restart(self.out)
+        except InstallError as exc:
+            self.changes.rollback()
+            try:
+                self.t.root.restart(self.out)
+                again = "Apache runs the previous config again"
+            except InstallError:
+                again = "Apache did not start with the previous config either"
+            raise InstallError(f"{exc}; this run's changes were undone and {again}") from None
 
     # --- self-check ------------------------------------------------------------------
     def self_check(self):

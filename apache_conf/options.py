@@ -75,7 +75,10 @@ def add_site_arguments(parser):
     group.add_argument("--port", type=int, help="the <VirtualHost *:PORT> (default 80)")
     group.add_argument("--venv", help="python-home (default: this Python's sys.prefix)")
     group.add_argument("--site-root", help="the repository (default: this one)")
-    group.add_argument("--env-file", help="settings env file (default SITE_ROOT/var/site.env)")
+    group.add_argument(
+        "--env-file",
+        help="settings env file (default SITE_ROOT/var/site.env; install: VAR_DIR/production.env)",
+    )
     group.add_argument("--static-root", help="STATIC_ROOT (default SITE_ROOT/var/static)")
     group.add_argument("--log-dir", help="ErrorLog/CustomLog directory (/var/log/apache2)")
     group.add_argument("--user", help="daemon user (www-data)")

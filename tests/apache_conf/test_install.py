@@ -7,6 +7,7 @@ is never touched.
 
 import os
 import re
+import socket
 import subprocess
 import sys
 
@@ -294,3 +295,17 @@ def test_manage_py_and_deploy_sh_run_the_same_install(debian, test_db_url):
     assert deploy.returncode == 0, deploy.stdout + deploy.stderr
     assert deploy.stdout == result.stdout
     assert debian.snapshot() == before
+
+
+def test_a_server_that_does_not_start_undoes_the_run(debian, test_db_url):
+    """Its port is taken: apache2ctl -t passes, the start fails; nothing stays changed."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", debian.port))
+        taken.listen()
+        before = debian.snapshot()
+        result = install(debian, test_db_url, "--variant prefork --http-only")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "apache2ctl -t: Syntax OK" in result.stdout
+    assert "this run's changes were undone" in result.stderr, result.stderr
+    assert debian.snapshot() == before
+    assert not (debian.var_dir / "production.env").exists()
