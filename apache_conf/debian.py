@@ -156,6 +156,8 @@ class Changes:
 
     def rollback(self):
         """Undo this run's changes (e.g. after a failed configtest); keep earlier installs'."""
+        if self.dry_run:
+            return
         for key, (kind, data, mode, uid, gid) in reversed(list(self.run_before.items())):
             path = Path(key)
             if path.is_symlink() or path.is_file():

@@ -68,21 +68,25 @@ class Installer:
         t.root.check()
         self.refuse_debian_wsgi()
         self.out.write(f"{'dry run: ' if t.dry_run else ''}installing into {t.root.path}\n")
-        self.load_modules()
-        self.write_site(plan, command)
-        self.write_env(plan, database_url)
-        self.prepare_var_dir()
-        if t.dry_run:
-            self.out.write(
-                "would run: collectstatic, apache2ctl -t, a full restart, GET /healthz\n"
-            )
-            return 0
-        self.collectstatic()
-        self.config_test()
-        if self.changes.made or t.root.running_pid() is None:
-            self.restart()
-        else:
-            self.out.write("no change: Apache keeps running as it is\n")
+        try:
+            self.load_modules()
+            self.write_site(plan, command)
+            self.write_env(plan, database_url)
+            self.prepare_var_dir()
+            if t.dry_run:
+                self.out.write(
+                    "would run: collectstatic, apache2ctl -t, a full restart, GET /healthz\n"
+                )
+                return 0
+            self.collectstatic()
+            self.config_test()
+            if self.changes.made or t.root.running_pid() is None:
+                self.restart()
+            else:
+                self.out.write("no change: Apache keeps running as it is\n")
+        except BaseException:
+            self.changes.rollback()  # nothing half-done stays (a no-op in a dry run)
+            raise
         return self.self_check()
 
     def refuse_debian_wsgi(self):
@@ -179,13 +183,11 @@ class Installer:
         )
         if result.returncode:
             tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-            self.changes.rollback()
             raise InstallError(f"collectstatic failed ({tail}); nothing was installed")
 
     def config_test(self):
         result = self.t.root.config_test()
         if result.returncode:
-            self.changes.rollback()
             self.err.write(result.stdout + result.stderr)
             raise InstallError(
                 f"{self.t.ctl_prefix}apache2ctl -t failed (above): this run's changes were "

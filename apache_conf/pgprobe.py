@@ -80,13 +80,20 @@ def own_prefix(explicit=None):
 
 
 def describe(url):
-    """host:port/dbname of a URL, without the credentials."""
+    """host:port/dbname of a URL, without the credentials; Unreachable if it is no URL."""
     parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # e.g. a password with '#' or '/' that is not percent-encoded
+        raise Unreachable(
+            "DATABASE_URL is not a valid URL: percent-encode the special characters of "
+            "its password ('#' as %23, '/' as %2F, '@' as %40)"
+        ) from None
     host = parts.netloc.rpartition("@")[2]
-    if parts.port:
+    if port:
         host = host.rsplit(":", 1)[0]
     host = unquote(host) or "localhost"  # a socket directory is %2F-quoted
-    return f"{host}:{parts.port or 5432}{parts.path or '/'}"
+    return f"{host}:{port or 5432}{parts.path or '/'}"
 
 
 def probe(url, own=None):

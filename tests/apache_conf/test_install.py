@@ -309,3 +309,18 @@ def test_a_server_that_does_not_start_undoes_the_run(debian, test_db_url):
     assert "this run's changes were undone" in result.stderr, result.stderr
     assert debian.snapshot() == before
     assert not (debian.var_dir / "production.env").exists()
+
+
+def test_a_value_the_env_file_cannot_hold_is_refused_and_nothing_stays(debian):
+    before = debian.snapshot()
+    result = run_generator(
+        "install --variant prefork --http-only --max-connections 100",
+        f"--server-root {debian.root} --state-dir {debian.state_dir} --var-dir {debian.var_dir}",
+        "--database-url 'postgres://site:a b#c@127.0.0.1:1/site'",
+        module="apache_conf",
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "percent-encode it in the URL" in result.stderr
+    assert f"write {debian.root}/sites-available/site.conf" in result.stdout  # then undone
+    assert debian.snapshot() == before
+    assert not debian.state_dir.joinpath("journal.json").exists()
