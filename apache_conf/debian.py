@@ -9,6 +9,7 @@ first install touched it, so that ``uninstall`` puts back exactly that, and prin
 change instead of making it in a dry run.
 """
 
+import difflib
 import grp
 import json
 import os
@@ -90,17 +91,23 @@ class Changes:
         self.out.write(("would " if self.dry_run else "") + line + "\n")
 
     # Changes ----------------------------------------------------------------------------
-    def write(self, path, text, mode=0o644, owner=None, group=None, show=True):
-        """Write ``text`` to ``path`` (atomically) unless it already holds exactly that."""
+    def write(self, path, text, mode=0o644, owner=None, group=None, shown=lambda text: text):
+        """Write ``text`` to ``path`` (atomically) unless it already holds exactly that.
+
+        A dry run prints the change as a diff of ``shown(old)`` and ``shown(text)``
+        (``shown`` masks secrets).
+        """
         path = Path(path)
-        same = path.is_file() and not path.is_symlink() and path.read_text() == text
-        if same and _mode(path) == mode and _owned(path, owner, group):
+        old = path.read_text() if path.is_file() and not path.is_symlink() else None
+        if old == text and _mode(path) == mode and _owned(path, owner, group):
             return False
         self._say(f"write {path} (mode {mode:04o})")
-        if show and self.dry_run:
-            for line in text.splitlines():
-                self.out.write(f"    | {line}\n")
         if self.dry_run:
+            diff = difflib.unified_diff(
+                shown(old or "").splitlines(), shown(text).splitlines(), lineterm="", n=1
+            )
+            for line in list(diff)[2:]:  # without the ---/+++ header
+                self.out.write(f"    | {line}\n")
             return True
         self._remember(path)
         tmp = path.with_name(f".{path.name}.new")

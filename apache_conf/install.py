@@ -125,7 +125,7 @@ class Installer:
     def write_site(self, plan, command):
         t, changes = self.t, self.changes
         text = render.render_variant(plan, t.site, command)
-        changes.write(t.root.available("sites", t.site.name, "conf"), text, show=False)
+        changes.write(t.root.available("sites", t.site.name, "conf"), text)
         changes.link(
             t.root.enabled("sites", t.site.name, "conf"), f"../sites-available/{t.site.name}.conf"
         )
@@ -152,10 +152,9 @@ class Installer:
             var_dir=t.var_dir,
         ).values(current)
         text = envfile.render(path.read_text() if path.is_file() else "", values)
-        if self.changes.write(path, text, mode=0o640, owner="root", group=t.site.group, show=False):
-            if t.dry_run:
-                for line in envfile.masked(text).splitlines():
-                    self.out.write(f"    | {line}\n")
+        self.changes.write(
+            path, text, mode=0o640, owner="root", group=t.site.group, shown=envfile.masked
+        )
 
     def prepare_var_dir(self):
         """The var directory: static files (collectstatic) and the dashboard's metrics."""

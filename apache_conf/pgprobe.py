@@ -16,13 +16,16 @@ REPO_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_ENV_FILE = REPO_DIR / "var" / "site.env"
 CONNECT_TIMEOUT = 3
 
+#: This probe's application_name.
+PROBE_NAME = "apache_conf sizing"
 #: The site's own sessions (application_name "<prefix>:<host>:<pid>", set by
 #: persistent_backend) are not "others": resizing a live site must not count the
-#: connections it is about to replace.
-OTHERS = """
+#: connections it is about to replace. Nor are earlier probes still exiting.
+OTHERS = f"""
     FROM pg_stat_activity
    WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
-     AND left(coalesce(application_name, ''), length(%(own)s)) <> %(own)s"""
+     AND left(coalesce(application_name, ''), length(%(own)s)) <> %(own)s
+     AND coalesce(application_name, '') <> '{PROBE_NAME}'"""
 BUDGET_SQL = f"""
 SELECT current_setting('max_connections')::int,
        current_setting('superuser_reserved_connections')::int,
@@ -105,9 +108,7 @@ def probe(url, own=None):
     own = own or own_prefix()
     where = describe(url)
     try:
-        conn = psycopg2.connect(
-            url, connect_timeout=CONNECT_TIMEOUT, application_name="apache_conf sizing"
-        )
+        conn = psycopg2.connect(url, connect_timeout=CONNECT_TIMEOUT, application_name=PROBE_NAME)
     except psycopg2.Error as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise Unreachable(f"PostgreSQL unreachable at {where} ({reason})") from None
