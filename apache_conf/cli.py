@@ -321,9 +321,6 @@ def run_install(opts, out, err, command):
             name = opts.get("name") or "site"
             target = install.Target(
                 root=debian.ServerRoot(Path(opts.get("server_root") or debian.SYSTEM_ROOT)),
-                site=None,
-                https="",
-                var_dir=None,
                 state_dir=Path(opts.get("state_dir") or install.STATE_ROOT / name),
                 dry_run=bool(opts.get("dry_run")),
             )

@@ -156,10 +156,21 @@ class Changes:
                 shutil.copy2(entry["backup"], path)
                 os.chown(path, entry["uid"], entry["gid"])
         count = len(self.journal)
-        if not self.dry_run and self.state_dir.exists():
-            shutil.rmtree(self.state_dir)
+        if not self.dry_run:
+            for entry in self.journal.values():
+                if entry["kind"] == "file":
+                    Path(entry["backup"]).unlink(missing_ok=True)
             self.journal = {}
+            self._forget()
         return count
+
+    def _forget(self):
+        """Remove the journal, and the state directory if nothing else is in it."""
+        self.journal_path.unlink(missing_ok=True)
+        try:
+            self.state_dir.rmdir()
+        except OSError:  # absent, or holds someone else's files: leave it
+            pass
 
     def rollback(self):
         """Undo this run's changes (e.g. after a failed configtest); keep earlier installs'."""
@@ -181,8 +192,8 @@ class Changes:
                 Path(entry["backup"]).unlink(missing_ok=True)
         if self.journal:
             self.journal_path.write_text(json.dumps(self.journal, indent=1))
-        elif self.state_dir.exists():
-            shutil.rmtree(self.state_dir)
+        else:
+            self._forget()
         self.run_before = {}
 
 

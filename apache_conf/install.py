@@ -11,6 +11,7 @@ each one back as it was, and a failed configtest undoes the run's changes.
 
 import http.client
 import os
+import pwd
 import ssl
 import subprocess
 import time
@@ -40,13 +41,13 @@ STATE_ROOT = Path("/var/lib/apache_conf")
 
 @dataclass
 class Target:
-    """Everything install/uninstall act on, besides the plan."""
+    """Everything install acts on, besides the plan (uninstall needs only the first two)."""
 
     root: ServerRoot
-    site: render.Site
-    https: str  # "tls", "proxy" or "http" (envfile.HTTPS_MODES)
-    var_dir: Path
     state_dir: Path
+    site: render.Site | None = None
+    https: str = ""  # "tls", "proxy" or "http" (envfile.HTTPS_MODES)
+    var_dir: Path | None = None
     dry_run: bool = False
 
     @property
@@ -167,7 +168,7 @@ class Installer:
         t.var_dir.mkdir(parents=True, exist_ok=True)
         metrics.mkdir(exist_ok=True)
         os.chmod(metrics, 0o775)
-        os.chown(metrics, _uid(t.site.user), -1)
+        os.chown(metrics, pwd.getpwnam(t.site.user).pw_uid, -1)
 
     def collectstatic(self):
         site = self.t.site
@@ -290,9 +291,3 @@ class _SniConnection(http.client.HTTPSConnection):
     def connect(self):
         http.client.HTTPConnection.connect(self)
         self.sock = self._context.wrap_socket(self.sock, server_hostname=self.server_name)
-
-
-def _uid(user):
-    import pwd
-
-    return pwd.getpwnam(user).pw_uid

@@ -173,10 +173,16 @@ def test_install_prefork_then_threaded_then_uninstall(
     status, body, _ = client.get("/dashboard/")
     assert status == 200 and "<title>Dashboard" in body, body[:500]
 
+    installed = debian.snapshot()
+    dry = install(debian, test_db_url, "--dry-run", action="uninstall")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert f"would restore {debian.root}/sites-enabled/000-default.conf (link)" in dry.stdout
+    assert debian.snapshot() == installed
     result = install(debian, test_db_url, action="uninstall")
     assert result.returncode == 0, result.stdout + result.stderr
     assert debian.snapshot() == before
     assert debian.daemons(name) == []
+    assert not debian.state_dir.exists() or not any(debian.state_dir.iterdir())
 
 
 def test_refuses_debian_mod_wsgi_with_the_fix(debian, test_db_url):
