@@ -234,7 +234,7 @@ ensure_var() {
   # private to the daemon user: nobody else can plant a record or hold its lock.
   install -d -o "$DAEMON_USER" -m 0700 "$VAR/metrics"
   # Nothing under var/ is writable by every account (older runs left some that were).
-  find "$VAR" -xdev -perm -0002 ! -type l -exec chmod o-w {} +
+  find "$VAR" -xdev -perm -0002 \( -type f -o -type d \) -exec chmod o-w {} +
   if [ "$NO_APACHE" -eq 0 ]; then
     as_daemon test -r "$ROOT/site/config/wsgi.py" || die "user $DAEMON_USER cannot read $ROOT (a parent directory is private): clone the project under a readable path such as /srv or /opt"
   fi
@@ -444,6 +444,12 @@ run_server() {
   say "serving with mod_wsgi-express: $VARIANT, $PROCESSES process(es) x $THREADS thread(s), persistent_backend mode '$PERSISTENT_MODE'; stop with Ctrl-C or ./deploy.sh stop"
   if [ "$PGBOUNCER" -eq 1 ]; then
     say "through PgBouncer on 127.0.0.1:$PGBOUNCER_PORT (transaction pooling, var/pgbouncer/pgbouncer.ini; it keeps running until ./deploy.sh stop)"
+  fi
+  if [ -f /dev/stdout ] || [ -f /dev/stderr ]; then
+    # Output redirected to a file (./deploy.sh > deploy.log 2>&1, nohup): Apache reopens
+    # /dev/stderr for its logs, which would truncate that file under the lines above.
+    # Through a pipe it appends like everything else.
+    exec > >(cat) 2>&1
   fi
   exec "$VENV/bin/mod_wsgi-express" start-server "$ROOT/site/config/wsgi.py" \
     --port "$PORT" --processes "$PROCESSES" --threads "$THREADS" \

@@ -124,7 +124,7 @@
     return row([
       el("td", { className: "name", title: text(p.key) }, [name]),
       fmt(p.uptime_seconds, "secs"),
-      el("td", {}, [fmt(p.restarts, "int"), p.replaced_pid ? el("small", {}, [" (was " + fmt(p.replaced_pid, "int") + ")"]) : null]),
+      el("td", {}, [fmt(p.restarts, "int"), p.replaced_pid ? el("small", {}, [" (was " + text(p.replaced_pid) + ")"]) : null]),
       fmt(p.rss_bytes, "bytes"), fmt(p.cpu_percent, "cpu"),
       el("td", {}, [fmt(p.busy_threads, "int") + " / " + fmt(p.threads, "int") + " ", el("small", {}, [fmt(p.saturation, "pct")])]),
       fmt(p.requests.total, "int"), fmt(p.requests.per_s, "rate"), fmt(p.requests.errors_5xx, "int"),
@@ -148,7 +148,7 @@
       p.connections.list.forEach(function (c) {
         var slug = typeof c.state === "string" ? c.state.replace(/[^a-z]+/g, "-").replace(/-$/, "") : "";
         rows.push(row([
-          text(p.key), fmt(c.backend_pid, "int"), text(c.state), fmt(c.age_seconds, "secs"),
+          text(p.key), text(c.backend_pid), text(c.state), fmt(c.age_seconds, "secs"),
           fmt(c.state_seconds, "secs"), fmt(c.transaction_seconds, "secs"), fmt(c.query_seconds, "secs"),
           text(c.wait_event), c.blocked_by.length ? c.blocked_by.map(String).join(", ") : DASH,
           el("td", { className: "query" }, [s.queries_visible ? String(c.query || "") : el("i", {}, ["redacted"])])
@@ -167,7 +167,7 @@
 
   function exitedTable(s) {
     fill("#exited tbody", s.exited.map(function (e) {
-      return row([text(e.host) + ":" + fmt(e.pid, "int"), fmt(e.requests, "int"), fmt(e.seconds_ago, "secs") + " ago"]);
+      return row([text(e.host) + ":" + text(e.pid), fmt(e.requests, "int"), fmt(e.seconds_ago, "secs") + " ago"]);
     }));
   }
 
@@ -178,7 +178,7 @@
     if (!b) return;
     document.getElementById("pgbouncer-down").hidden = b.reachable;
     fill("#pgb-hosts tbody", b.hosts.map(function (h) {
-      var per = h.by_process.map(function (p) { return fmt(p.pid, "int") + ": " + fmt(p.clients, "int"); }).join(", ");
+      var per = h.by_process.map(function (p) { return text(p.pid) + ": " + fmt(p.clients, "int"); }).join(", ");
       return row([text(h.host), fmt(h.processes, "int"), fmt(h.clients, "int"), fmt(h.active, "int"),
         fmt(h.waiting, "int"), el("td", { className: "query" }, [per])]);
     }));
