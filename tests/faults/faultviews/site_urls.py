@@ -2,7 +2,8 @@
 
 from django.urls import include, path
 
-from config.urls import handler500, urlpatterns as site_urlpatterns
+from config.urls import handler500
+from config.urls import urlpatterns as site_urlpatterns
 
 __all__ = ["handler500", "urlpatterns"]
 
