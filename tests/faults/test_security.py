@@ -297,6 +297,61 @@ def test_debug_toolbar_unreachable_with_debug_off(live_site, django_user_model):
         status, body, _ = get(off.url + path, headers=cookie)
         assert status == 404, (path, status)
         assert "djdt" not in body.lower() and "debug_toolbar" not in body
+    # Both run over plain HTTP (DJANGO_HTTPS=0): only the production-like one (DEBUG off)
+    # warns, once per daemon process however many requests it serves.
+    for _ in range(5):
+        assert get(off.url + "/nodb/")[0] == 200
+    warned = re.findall(r"\[(\d+)\] DJANGO_HTTPS is off with DEBUG off", harness.error_log(off))
+    assert warned and len(warned) == len(set(warned)), warned
+    assert "DJANGO_HTTPS is off" not in harness.error_log(on)
+
+
+# -- settings: what production settings can never load, and what is opt-in ---------------
+PROBE_FAULTS = (
+    "import sys; from django.conf import settings; from django.urls import resolve, Resolver404\n"
+    "try:\n    resolve('/_faults/pid/'); print('mounted')\n"
+    "except Resolver404:\n    print('absent')\n"
+    "print(any('faultviews' in a for a in settings.INSTALLED_APPS),"
+    " any(m.startswith('tests') for m in sys.modules))"
+)
+
+
+def test_production_settings_never_load_the_fault_views(tmp_path, test_db_url):
+    """Whatever the environment says (the old switch included): only the fault suite's
+    own settings module mounts them."""
+    env_file = write_env(
+        tmp_path / "site.env",
+        {**production_env(test_db_url, GENERATED / "threaded.conf"), "DJANGO_TEST_FAULT_VIEWS": 1},
+    )
+    shell = ("shell", "-v", "0", "-c", PROBE_FAULTS)
+    production = manage(*shell, env_file=env_file, PYTHONPATH=f"{SITE_DIR}:{REPO_DIR}")
+    assert production.returncode == 0, production.stderr
+    assert production.stdout.split() == ["absent", "False", "False"], production.stdout
+    faults = manage(
+        *shell, env_file=env_file, PYTHONPATH=f"{SITE_DIR}:{REPO_DIR}",
+        DJANGO_SETTINGS_MODULE=FAULT_SETTINGS,
+    )  # fmt: skip
+    assert faults.returncode == 0, faults.stderr
+    assert faults.stdout.split() == ["mounted", "True", "True"], faults.stdout
+
+
+PROBE_HSTS = (
+    "from django.conf import settings as s; print(s.SECURE_HSTS_SECONDS,"
+    " s.SECURE_HSTS_INCLUDE_SUBDOMAINS, s.SECURE_HSTS_PRELOAD, s.SESSION_COOKIE_SECURE)"
+)
+
+
+def test_production_defaults_to_https_and_hsts_scope_is_opt_in(tmp_path, test_db_url):
+    env = production_env(test_db_url, GENERATED / "threaded.conf")
+    default = manage(
+        "shell", "-v", "0", "-c", PROBE_HSTS, env_file=write_env(tmp_path / "a.env", env)
+    )
+    assert default.stdout.split() == ["31536000", "False", "False", "True"], default.stderr
+    asked = {**env, "DJANGO_HSTS_INCLUDE_SUBDOMAINS": 1, "DJANGO_HSTS_PRELOAD": 1}
+    opted = manage(
+        "shell", "-v", "0", "-c", PROBE_HSTS, env_file=write_env(tmp_path / "b.env", asked)
+    )
+    assert opted.stdout.split() == ["31536000", "True", "True", "True"], opted.stderr
 
 
 # -- deploy.sh: no secret on a command line, output kept, daemons' environment ----------
