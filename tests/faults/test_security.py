@@ -513,3 +513,18 @@ def test_redirected_output_keeps_every_line_and_daemons_get_no_admin_password():
     assert "resuming normal operations" in text  # Apache's own lines follow
     assert text.count("DJANGO_HTTPS is off with DEBUG off") >= 1  # the daemon's warning
     assert admin_password not in text
+
+
+def test_security_doc_names_existing_tests():
+    """Each line of docs/security.md's threat model is tied to a test that exists."""
+    doc = (REPO_DIR / "docs" / "security.md").read_text()
+    named = set(re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", doc))
+    assert len(named) >= 20, named
+    missing = [
+        f"{path}::{name}"
+        for path, name in sorted(named)
+        if not re.search(rf"^def {name}\(", (REPO_DIR / path).read_text(), re.MULTILINE)
+    ]
+    assert not missing, missing
+    table = [line for line in doc.splitlines() if line.startswith("| ") and "---" not in line]
+    assert all("tests/" in line for line in table[1:]), "a threat-model line without a test"
