@@ -12,6 +12,7 @@ from dashboard.histogram import BOUNDS, quantile
 
 SCHEMA_VERSION = 1
 LATENCY_WINDOW = 60
+FUTURE_SLACK = 60.0  # seconds of clock difference allowed between hosts
 
 
 def build(include_queries=False, since=None, window=LATENCY_WINDOW, record=True):
@@ -66,6 +67,8 @@ def _wanted(record, uid):
     """Why a valid record is refused (None: taken). Another host's only if configured; a
     local one only if its pid, while it runs, belongs to the account that wrote the file."""
     host = record["host"]
+    if max(record["published_at"], record["started"]) > time.time() + FUTURE_SLACK:
+        return "its times are in the future"  # would never go stale
     if host != processes.HOST:
         if host not in conf.hosts():
             return f"host {host!r} is not in DASHBOARD_HOSTS"

@@ -156,6 +156,9 @@ def malformed(directory, sleeper):
     os.symlink("/etc/passwd", directory / "p-link.json")
     # A valid record of a host that the deployment does not name.
     names.append(plant(directory, record_for(4242, started, host="web-forged")))
+    # Published in the far future: it would never go stale.
+    future = record_for(sleeper.pid, started, published_at=time.time() + 86400 * 365)
+    names.append(plant(directory, future))
     return len(names) + 5  # and the five files written above
 
 

@@ -528,3 +528,22 @@ def test_security_doc_names_existing_tests():
     assert not missing, missing
     table = [line for line in doc.splitlines() if line.startswith("| ") and "---" not in line]
     assert all("tests/" in line for line in table[1:]), "a threat-model line without a test"
+
+
+def test_deploy_never_deletes_a_virtualenv_it_did_not_make(tmp_path):
+    """VENV naming a directory with a bin/python of another interpreter, without the stamp
+    deploy.sh leaves in the venvs it makes: a clear error, and the directory stays."""
+    needs_local_deployment()
+    venv = tmp_path / "someone-elses-venv"
+    (venv / "bin").mkdir(parents=True)
+    python = venv / "bin" / "python"
+    python.write_text("#!/bin/sh\necho /opt/another/python3\n")
+    python.chmod(0o755)
+    (venv / "keep-me").write_text("data")
+    result = subprocess.run(
+        [str(REPO_DIR / "deploy.sh"), "setup"], env=deploy_env(VENV=str(venv)),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "was not made by deploy.sh" in result.stderr, result.stderr
+    assert (venv / "keep-me").read_text() == "data"
