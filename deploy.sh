@@ -445,12 +445,11 @@ run_server() {
   if [ "$PGBOUNCER" -eq 1 ]; then
     say "through PgBouncer on 127.0.0.1:$PGBOUNCER_PORT (transaction pooling, var/pgbouncer/pgbouncer.ini; it keeps running until ./deploy.sh stop)"
   fi
-  if [ -f /dev/stdout ] || [ -f /dev/stderr ]; then
-    # Output redirected to a file (./deploy.sh > deploy.log 2>&1, nohup): Apache reopens
-    # /dev/stderr for its logs, which would truncate that file under the lines above.
-    # Through a pipe it appends like everything else.
-    exec > >(cat) 2>&1
-  fi
+  # Output redirected to a file (./deploy.sh > deploy.log 2>&1, nohup): Apache reopens
+  # /dev/stderr for its logs, which would truncate that file under the lines above.
+  # Through a pipe it appends like everything else.
+  if [ -f /dev/stdout ]; then exec > >(cat); fi
+  if [ -f /dev/stderr ]; then exec 2> >(cat >&2); fi
   exec "$VENV/bin/mod_wsgi-express" start-server "$ROOT/site/config/wsgi.py" \
     --port "$PORT" --processes "$PROCESSES" --threads "$THREADS" \
     --server-root "$SERVER_ROOT" --python-path "$ROOT/site" \
