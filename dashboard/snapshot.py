@@ -92,25 +92,25 @@ def _merge(own, site_rows, other_clients, act, window, record):
     error = None
     skipped = 0
     siblings = processes.sibling_pids()
+
+    def gather(write):
+        now = time.time()
+        live, retired, skipped = store.collect(now, _alive, _wanted, write=write)
+        live = _with_own(live, own)
+        local = _local_processes(live, site_rows, siblings)
+        current = _sample(now, live, retired, local, site_rows, other_clients, act)
+        samples, point, rates = history.update(conf.metrics_dir(), current, record and write)
+        return now, live, retired, skipped, local, samples, point, rates
+
     try:
         try:
-            with store.locked() as path:
-                now = time.time()
-                live, retired, skipped = store.collect(now, _alive, _wanted)
-                live = _with_own(live, own)
-                local = _local_processes(live, site_rows, siblings)
-                current = _sample(now, live, retired, local, site_rows, other_clients, act)
-                samples, point, rates = history.update(path, current, record)
+            with store.locked():
+                gathered = gather(write=True)
         except store.LockBusy as exc:
             # Someone holds the lock: the same figures, read without writing anything.
             error = str(exc)
-            path = conf.metrics_dir()
-            now = time.time()
-            live, retired, skipped = store.collect(now, _alive, _wanted, write=False)
-            live = _with_own(live, own)
-            local = _local_processes(live, site_rows, siblings)
-            current = _sample(now, live, retired, local, site_rows, other_clients, act)
-            samples, point, rates = history.update(path, current, record=False)
+            gathered = gather(write=False)
+        now, live, retired, skipped, local, samples, point, rates = gathered
     except OSError as exc:
         # No shared directory: still show PostgreSQL and this host's processes.
         error = str(exc)
