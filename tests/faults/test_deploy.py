@@ -83,11 +83,17 @@ class CommandLines:
         self._thread.join()
 
 
+def psql_binary():
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/psql"), key=lambda p: int(p.parts[-3]))
+    assert found, "PostgreSQL's binaries are not installed"
+    return str(found[-1])
+
+
 def psql_postgres(sql):
     conf = (VAR_DIR / "postgres" / "postgresql.auto.conf").read_text()
     port = re.findall(r"^port = (\d+)", conf, re.MULTILINE)[-1]
     result = subprocess.run(
-        ["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/psql", "-X", "-tA",
+        ["runuser", "-u", "postgres", "--", psql_binary(), "-X", "-tA",
          "-h", str(VAR_DIR / "run"), "-p", port, "-d", "site", "-c", sql],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
