@@ -16,6 +16,9 @@ SERVER_ROOT="$VAR/apache"
 PGBOUNCER_PORT="${PGBOUNCER_PORT:-64329}"
 PGBOUNCER_DIR="$VAR/pgbouncer"
 PGBOUNCER_PID="$RUN_DIR/pgbouncer.pid"
+# The account the mod_wsgi daemons run as. www-data is shared by every Apache app of the
+# host; a dedicated account (docs/security.md) keeps another app out of var/metrics and
+# site.env: DAEMON_USER=djsite ./deploy.sh.
 DAEMON_USER="${DAEMON_USER:-www-data}"
 ADMIN_USER="${ADMIN_USER:-admin}"
 
@@ -53,7 +56,10 @@ Environment:
   VENV=.venv-other         virtualenv location (default .venv)
   DATABASE_URL=postgres://...  use this server instead of the local cluster in var/postgres
   ADMIN_USER, ADMIN_PASSWORD   the staff superuser (default: admin, password generated
-                           once into var/admin-password, mode 600)
+                           once into var/admin-password, mode 600; never passed on to the
+                           server)
+  DAEMON_USER=www-data     the account the daemons run as (docs/security.md)
+  ROTATE_DB_PASSWORD=1     (setup) give the database role 'site' a new password
   PG_PORT=54329            port of the local cluster
   PGBOUNCER_PORT=64329     port of the local PgBouncer (--pgbouncer)
 EOF
@@ -172,6 +178,9 @@ ensure_venv() {
     return 0
   fi
   if [ -x "$VENV/bin/python" ] && [ "$("$VENV/bin/python" -c 'import sys; print(sys._base_executable)')" != "$python" ]; then
+    # Only a virtualenv this script made (its stamp file) is ever deleted.
+    [ -f "$stamp" ] && [ -f "$VENV/pyvenv.cfg" ] \
+      || die "$VENV was not made by deploy.sh and uses another Python: remove it yourself or set VENV=.venv-other"
     say "recreating $VENV for $python"
     rm -rf "$VENV"
   fi
@@ -179,6 +188,7 @@ ensure_venv() {
   [ -x "$VENV/bin/python" ] || "$python" -m venv "$VENV"
   # --no-cache-dir: a cached mod_wsgi wheel built for another Python of the same minor
   # version would carry a RUNPATH into that Python's tree.
+  (umask 077 && : >"$LOG_DIR/pip.log")
   if ! { "$VENV/bin/python" -m pip install -q --upgrade pip &&
          "$VENV/bin/python" -m pip install -q --no-cache-dir -e "$ROOT[test,psycopg3,bench]"; } \
        >"$LOG_DIR/pip.log" 2>&1; then
@@ -201,16 +211,33 @@ env_get() { [ -f "$ENV_FILE" ] && sed -n "s/^$1=//p" "$ENV_FILE" | tail -n1 || t
 
 env_set() {  # env_set KEY VALUE: add or replace one line of var/site.env
   local tmp
-  tmp="$(mktemp "$VAR/.site.env.XXXXXX")"
+  tmp="$(mktemp "$VAR/.site.env.XXXXXX")"  # mode 600 until protect_env_file
   { [ -f "$ENV_FILE" ] && grep -v "^$1=" "$ENV_FILE" || true; printf '%s=%s\n' "$1" "$2"; } >"$tmp"
   mv "$tmp" "$ENV_FILE"
 }
 
+env_unset() {  # env_unset KEY: drop a key from var/site.env
+  local tmp
+  [ -n "$(env_get "$1")" ] || return 0
+  tmp="$(mktemp "$VAR/.site.env.XXXXXX")"
+  grep -v "^$1=" "$ENV_FILE" >"$tmp" || true
+  mv "$tmp" "$ENV_FILE"
+}
+
+daemon_group() { id -gn "$DAEMON_USER"; }
+
 ensure_var() {
   mkdir -p "$VAR" "$LOG_DIR"
   chmod 755 "$VAR"
-  # Every daemon process publishes its dashboard figures here (README "Dashboard").
-  install -d -o "$DAEMON_USER" -m 0775 "$VAR/metrics"
+  # Logs hold failed statements with their values: no listing or reading by others (the
+  # PostgreSQL and PgBouncer logs, written as postgres, are reached by name).
+  chmod 711 "$LOG_DIR"
+  find "$LOG_DIR" -xdev -type f -perm /0077 -exec chmod go-rwx {} +
+  # Every daemon process publishes its dashboard figures here (README "Dashboard"),
+  # private to the daemon user: nobody else can plant a record or hold its lock.
+  install -d -o "$DAEMON_USER" -m 0700 "$VAR/metrics"
+  # Nothing under var/ is writable by every account (older runs left some that were).
+  find "$VAR" -xdev -perm -0002 \( -type f -o -type d \) -exec chmod o-w {} +
   if [ "$NO_APACHE" -eq 0 ]; then
     as_daemon test -r "$ROOT/site/config/wsgi.py" || die "user $DAEMON_USER cannot read $ROOT (a parent directory is private): clone the project under a readable path such as /srv or /opt"
   fi
@@ -219,15 +246,24 @@ ensure_var() {
 write_env_file() {
   [ -n "$(env_get DJANGO_SECRET_KEY)" ] || env_set DJANGO_SECRET_KEY "$(secret 40)"
   [ -n "$(env_get DJANGO_ALLOWED_HOSTS)" ] || env_set DJANGO_ALLOWED_HOSTS "localhost,127.0.0.1,[::1]"
-  # The local run serves plain HTTP: HTTPS-only cookies and redirects would lock you out.
-  [ -n "$(env_get DJANGO_HTTPS)" ] || env_set DJANGO_HTTPS 0
+  env_set DJANGO_DAEMON_USER "$DAEMON_USER"
+  # This file is what production reuses: HTTPS stays on here. The local plain-HTTP run
+  # passes DJANGO_HTTPS=0 to its own server only (run_server); older runs wrote it here.
+  if [ "$(env_get DJANGO_HTTPS)" = 0 ]; then
+    env_unset DJANGO_HTTPS
+    say "removed DJANGO_HTTPS=0 from var/site.env (the local run passes it to its server only)"
+  fi
   if [ -n "${DATABASE_URL:-}" ]; then env_set DATABASE_URL "$DATABASE_URL"; fi
-  protect_env_file
+  protect_env_file "$ENV_FILE"
 }
 
-protect_env_file() {  # secrets: readable by the daemon user only
-  chmod 600 "$ENV_FILE"
-  chown "$DAEMON_USER" "$ENV_FILE"
+protect_env_file() {  # secrets: root's, readable by the daemon group only (0640)
+  if [ "$(id -u)" -eq 0 ]; then
+    chown "root:$(daemon_group)" "$1"
+    chmod 640 "$1"
+  else
+    chmod 600 "$1"  # the daemons run as this account
+  fi
 }
 
 # --- the local PostgreSQL cluster -----------------------------------------------------
@@ -244,6 +280,28 @@ psql_admin() {  # psql_admin DB SQL: one statement as the cluster's superuser ov
   as_pg "$(pg_bin)/psql" -X -q -v ON_ERROR_STOP=1 -h "$RUN_DIR" -p "$PG_PORT" -U "$PG_OS_USER" -d "$1" -tAc "$2"
 }
 
+# The SCRAM-SHA-256 verifier of the password on stdin (what PostgreSQL stores, as psql's
+# \password sends it): the server never sees the password itself.
+scram_verifier() {
+  "$VENV/bin/python" -c '
+import base64, hashlib, hmac, os, sys
+password, salt, rounds = sys.stdin.read().encode(), os.urandom(16), 4096
+salted = hashlib.pbkdf2_hmac("sha256", password, salt, rounds)
+stored = hashlib.sha256(hmac.new(salted, b"Client Key", "sha256").digest()).digest()
+server = hmac.new(salted, b"Server Key", "sha256").digest()
+b64 = lambda raw: base64.b64encode(raw).decode()
+print(f"SCRAM-SHA-256${rounds}:{b64(salt)}${b64(stored)}:{b64(server)}")'
+}
+
+set_site_password() {  # set_site_password PASSWORD: SQL on stdin, never on a command line
+  local verifier
+  verifier="$(printf '%s' "$1" | scram_verifier)"
+  [[ "$verifier" =~ ^SCRAM-SHA-256\$[0-9]+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$ ]] \
+    || die "could not compute the password verifier with $VENV/bin/python"
+  printf "SET pg_stat_statements.track_utility = off;\nALTER ROLE site PASSWORD '%s';\n" "$verifier" \
+    | as_pg "$(pg_bin)/psql" -X -q -v ON_ERROR_STOP=1 -h "$RUN_DIR" -p "$PG_PORT" -U "$PG_OS_USER" -d postgres -f - >/dev/null
+}
+
 ensure_local_cluster() {
   local bin
   bin="$(pg_bin)"
@@ -253,6 +311,7 @@ ensure_local_cluster() {
     mkdir -p "$PGDATA_DIR"
     if [ "$(id -u)" -eq 0 ]; then chown "$PG_OS_USER:" "$PGDATA_DIR" "$RUN_DIR"; fi
     chmod 700 "$PGDATA_DIR"
+    (umask 077 && : >"$LOG_DIR/initdb.log")
     as_pg "$bin/initdb" -D "$PGDATA_DIR" -U "$PG_OS_USER" -E UTF8 --locale=C.UTF-8 \
       --auth-local=peer --auth-host=scram-sha-256 >"$LOG_DIR/initdb.log"
     cat >"$PGDATA_DIR/pg_hba.conf" <<EOF
@@ -276,20 +335,27 @@ EOF
       die "port $PG_PORT is taken by another server (another checkout's cluster?): stop it or set PG_PORT=N"
     fi
     say "starting PostgreSQL on port $PG_PORT"
-    touch "$LOG_DIR/postgres.log"
+    (umask 077 && touch "$LOG_DIR/postgres.log")
+    chmod 600 "$LOG_DIR/postgres.log"
     if [ "$(id -u)" -eq 0 ]; then chown "$PG_OS_USER:" "$LOG_DIR/postgres.log" "$RUN_DIR"; fi
     as_pg "$bin/pg_ctl" -D "$PGDATA_DIR" -l "$LOG_DIR/postgres.log" -w -t 60 start >/dev/null \
       || die "PostgreSQL did not start: see var/log/postgres.log"
   fi
-  local url password
-  url="$(env_get DATABASE_URL)"
-  password="$(printf '%s' "$url" | sed -n 's|^postgres://site:\([0-9a-f]*\)@.*|\1|p')"
-  [ -n "$password" ] || password="$(secret 24)"
+  local password
+  password="$(site_password)"
+  # The password is set when the role is created, when var/site.env has none, or on
+  # ROTATE_DB_PASSWORD=1; never again on every run (each ALTER ROLE is a chance to leak it).
   if [ "$(psql_admin postgres "SELECT 1 FROM pg_roles WHERE rolname = 'site'")" != 1 ]; then
     psql_admin postgres "CREATE ROLE site LOGIN"
+    [ -n "$password" ] || password="$(secret 24)"
+    set_site_password "$password"
+  elif [ -z "$password" ] || [ "${ROTATE_DB_PASSWORD:-0}" = 1 ]; then
+    say "setting a new password for the database role 'site'"
+    password="$(secret 24)"
+    set_site_password "$password"
   fi
   # pg_monitor: the dashboard reads every session's state in pg_stat_activity.
-  psql_admin postgres "ALTER ROLE site PASSWORD '$password'; GRANT pg_monitor TO site"
+  psql_admin postgres "GRANT pg_monitor TO site"
   if [ "$(psql_admin postgres "SELECT 1 FROM pg_database WHERE datname = 'site'")" != 1 ]; then
     psql_admin postgres "CREATE DATABASE site OWNER site"
   fi
@@ -297,7 +363,7 @@ EOF
   local socket
   socket="$(printf '%s' "$RUN_DIR" | sed 's|/|%2F|g')"
   env_set DATABASE_URL "postgres://site:$password@$socket:$PG_PORT/site"
-  protect_env_file
+  protect_env_file "$ENV_FILE"
 }
 
 # --- Django ---------------------------------------------------------------------------
@@ -371,14 +437,22 @@ run_server() {
     ENV_FILE="$PGBOUNCER_DIR/site.env"  # this run's settings: DATABASE_URL -> PgBouncer
   fi
   local user_args=()
-  if [ "$(id -u)" -eq 0 ]; then user_args=(--user "$DAEMON_USER" --group "$DAEMON_USER"); fi
-  export PERSISTENT_MODE DJANGO_ENV_FILE="$ENV_FILE"
+  if [ "$(id -u)" -eq 0 ]; then user_args=(--user "$DAEMON_USER" --group "$(daemon_group)"); fi
+  # The local run serves plain HTTP: HTTPS-only cookies and redirects would lock you out.
+  # In this server's environment only, never in var/site.env (which production reuses).
+  export PERSISTENT_MODE DJANGO_ENV_FILE="$ENV_FILE" DJANGO_HTTPS=0
+  unset ADMIN_PASSWORD  # the operator's, for ensure_admin: not for the daemons
   say "site:      http://localhost:$PORT/"
   say "dashboard: http://localhost:$PORT/dashboard/ (user '$ADMIN_USER', password in var/admin-password)"
   say "serving with mod_wsgi-express: $VARIANT, $PROCESSES process(es) x $THREADS thread(s), persistent_backend mode '$PERSISTENT_MODE'; stop with Ctrl-C or ./deploy.sh stop"
   if [ "$PGBOUNCER" -eq 1 ]; then
     say "through PgBouncer on 127.0.0.1:$PGBOUNCER_PORT (transaction pooling, var/pgbouncer/pgbouncer.ini; it keeps running until ./deploy.sh stop)"
   fi
+  # Output redirected to a file (./deploy.sh > deploy.log 2>&1, nohup): Apache reopens
+  # /dev/stderr for its logs, which would truncate that file under the lines above.
+  # Through a pipe it appends like everything else.
+  if [ -f /dev/stdout ]; then exec > >(cat); fi
+  if [ -f /dev/stderr ]; then exec 2> >(cat >&2); fi
   exec "$VENV/bin/mod_wsgi-express" start-server "$ROOT/site/config/wsgi.py" \
     --port "$PORT" --processes "$PROCESSES" --threads "$THREADS" \
     --server-root "$SERVER_ROOT" --python-path "$ROOT/site" \
@@ -442,7 +516,7 @@ start_pgbouncer() {
   [[ "$secret" == SCRAM-SHA-256* ]] || die "role 'site' has no SCRAM secret: run ./deploy.sh setup again"
   rm -f "$PGBOUNCER_DIR/userlist.txt"  # the generator's template (mode 644): no secret in it
   (umask 077 && printf '"site" "%s"\n' "$secret" >"$PGBOUNCER_DIR/userlist.txt")
-  touch "$LOG_DIR/pgbouncer.log"
+  (umask 077 && touch "$LOG_DIR/pgbouncer.log")
   if [ "$(id -u)" -eq 0 ]; then chown "$PG_OS_USER:" "$PGBOUNCER_DIR/userlist.txt" "$LOG_DIR/pgbouncer.log"; fi
   say "starting PgBouncer on 127.0.0.1:$PGBOUNCER_PORT (var/pgbouncer/pgbouncer.ini)"
   as_pg "$bin" -d "$PGBOUNCER_DIR/pgbouncer.ini" || die "PgBouncer did not start: see var/log/pgbouncer.log"
@@ -460,7 +534,7 @@ start_pgbouncer() {
   (umask 077 && { grep -v -e '^DATABASE_URL=' -e '^PERSISTENT_PGBOUNCER=' -e '^PGBOUNCER_URL=' "$ENV_FILE" || true
     printf 'DATABASE_URL=%s/site\nPERSISTENT_PGBOUNCER=1\nPGBOUNCER_URL=%s/pgbouncer\n' "$url" "$url"
   } >"$PGBOUNCER_DIR/site.env")
-  chown "$DAEMON_USER" "$PGBOUNCER_DIR/site.env"
+  protect_env_file "$PGBOUNCER_DIR/site.env"
 }
 
 # --- main -----------------------------------------------------------------------------

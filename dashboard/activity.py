@@ -2,8 +2,10 @@
 
 The site's connections carry ``application_name = "<prefix>:<host>:<pid>"`` (set by
 persistent_backend), which names the web process even over a unix socket, where
-``client_port`` says nothing. The dashboard's own session is left out of every list
-(it is counted once in the budget, which is about all sessions).
+``client_port`` says nothing. Any role may set any application_name, so a session counts
+as the site's only when its role and database are also the site's (this connection's).
+The dashboard's own session is left out of every list (it is counted once in the
+budget, which is about all sessions).
 """
 
 import json
@@ -20,6 +22,7 @@ QUIET_WAITS = {None, "Client", "Activity"}
 SQL = """
 SELECT extract(epoch FROM statement_timestamp())::float8,
        current_database(),
+       current_user,
        current_setting('max_connections')::int,
        current_setting('superuser_reserved_connections')::int,
        coalesce(nullif(current_setting('reserved_connections', true), ''), '0')::int,
@@ -48,7 +51,7 @@ def fetch(include_queries=False):
     """One query through the site's own connection; returns the parsed activity."""
     with connection.cursor() as cursor:
         cursor.execute(SQL, [bool(include_queries), int(conf.get("DASHBOARD_QUERY_CHARS"))])
-        now, database, max_conn, su_reserved, reserved, xacts, used, rows = cursor.fetchone()
+        now, database, user, max_conn, su_reserved, reserved, xacts, used, rows = cursor.fetchone()
     if isinstance(rows, str):
         rows = json.loads(rows)
     for row in rows:
@@ -62,6 +65,7 @@ def fetch(include_queries=False):
     return {
         "now": now,
         "database": database,
+        "user": user,
         "max_connections": max_conn,
         "reserved_connections": su_reserved + reserved,
         "budget": budget,
@@ -72,8 +76,15 @@ def fetch(include_queries=False):
     }
 
 
-def site_owner(application_name, prefix):
+def site_owner(row, prefix, user, database):
     """(host, pid) of a site connection's web process, or None for another client."""
+    if row["user"] != user or row["database"] != database:
+        return None
+    return owner_from_name(row["application_name"], prefix)
+
+
+def owner_from_name(application_name, prefix):
+    """(host, pid) that ``<prefix>:<host>:<pid>`` names, else None."""
     parts = (application_name or "").rsplit(":", 2)
     if len(parts) == 3 and parts[0] == prefix:
         host, pid = parts[1], parts[2]
@@ -120,7 +131,7 @@ def group(activity):
     site, others = {}, {}
     prefix = conf.application_prefix()
     for row in activity["rows"]:
-        owner = site_owner(row["application_name"], prefix)
+        owner = site_owner(row, prefix, activity["user"], activity["database"])
         if owner is not None:
             site.setdefault(owner, []).append(row)
         else:

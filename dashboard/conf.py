@@ -16,6 +16,9 @@ DEFAULTS = {
     "DASHBOARD_APPLICATION_PREFIX": None,
     # The user the daemons run as: a metrics directory created by root is handed to it.
     "DASHBOARD_DAEMON_USER": "www-data",
+    # Other web hosts whose daemons publish into the same metrics directory (a shared
+    # volume). Empty: only this host's records are read; any other is skipped as forged.
+    "DASHBOARD_HOSTS": (),
     # Warnings.
     "DASHBOARD_IDLE_IN_TRANSACTION_WARN_SECONDS": 30,
     "DASHBOARD_BUDGET_WARN_RATIO": 0.8,
@@ -41,6 +44,10 @@ def metrics_dir():
     if value:
         return Path(value)
     return Path(getattr(settings, "VAR_DIR", Path.cwd() / "var")) / "metrics"
+
+
+def hosts():
+    return set(get("DASHBOARD_HOSTS"))
 
 
 def publish_interval():

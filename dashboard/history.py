@@ -9,7 +9,7 @@ Request counters are paired with the time their own process published them (not 
 time of the sample), so a 2-second publication cycle adds no jitter to the rates.
 """
 
-from dashboard import conf, store
+from dashboard import conf, records, store
 from dashboard.histogram import difference
 
 HISTORY = "history.json"
@@ -50,8 +50,18 @@ def make_sample(now, live, totals, cpu, states, activity):
 
 
 def load(path):
-    data = store.read_json(path / HISTORY)
-    return data if isinstance(data, list) else []
+    """The samples of history.json that follow the schema (records.sample), oldest first."""
+    data, uid = store.read_json(path / HISTORY, with_owner=True)
+    if not isinstance(data, list) or not records.trusted_owner_uid(uid):
+        return []
+    good = []
+    for entry in data:
+        try:
+            good.append(records.sample(entry))
+        except records.BadRecord:
+            continue
+    good.sort(key=lambda s: s["t"])
+    return good
 
 
 def process_rates(samples, key, entry):

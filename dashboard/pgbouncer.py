@@ -187,7 +187,7 @@ def _stats(row):
 def site_owner(application_name, prefix):
     """(host, pid) from a client's application_name, also with application_name_add_host's
     " - addr:port" suffix."""
-    return activity.site_owner((application_name or "").split(" - ", 1)[0], prefix)
+    return activity.owner_from_name((application_name or "").split(" - ", 1)[0], prefix)
 
 
 def group_clients(clients, prefix):

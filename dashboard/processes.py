@@ -128,6 +128,21 @@ def is_running(pid, started):
         return False
 
 
+def exists(pid):
+    """Whether a process with this pid runs (no figures of it are read)."""
+    return psutil.pid_exists(pid)
+
+
+def owned_by(pid, uid):
+    """The process pid runs with effective user ``uid`` (a dead pid: True, judged later)."""
+    try:
+        return psutil.Process(pid).uids().effective == uid
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
+
+
 def inspect(pid):
     """RSS, CPU seconds, OS threads, start time of one local process, or None if gone."""
     proc = process(pid)

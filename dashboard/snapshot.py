@@ -12,6 +12,7 @@ from dashboard.histogram import BOUNDS, quantile
 
 SCHEMA_VERSION = 1
 LATENCY_WINDOW = 60
+FUTURE_SLACK = 60.0  # seconds of clock difference allowed between hosts
 
 
 def build(include_queries=False, since=None, window=LATENCY_WINDOW, record=True):
@@ -42,6 +43,7 @@ def build(include_queries=False, since=None, window=LATENCY_WINDOW, record=True)
             "dir": str(conf.metrics_dir()),
             "publish_interval": conf.publish_interval(),
             "error": merged["error"] or metrics.publisher.error,
+            "skipped_records": merged["skipped"],
         },
     }
     # PgBouncer's side (SHOW POOLS / STATS / CLIENTS) when PGBOUNCER_URL is set, else None.
@@ -61,6 +63,21 @@ def _alive(record, now):
     return now - (record.get("published_at") or 0) < store.stale_after()
 
 
+def _wanted(record, uid):
+    """Why a valid record is refused (None: taken). Another host's only if configured; a
+    local one only if its pid, while it runs, belongs to the account that wrote the file."""
+    host = record["host"]
+    if max(record["published_at"], record["started"]) > time.time() + FUTURE_SLACK:
+        return "its times are in the future"  # would never go stale
+    if host != processes.HOST:
+        if host not in conf.hosts():
+            return f"host {host!r} is not in DASHBOARD_HOSTS"
+        return None
+    if not processes.owned_by(record["pid"], uid):
+        return f"pid {record['pid']} runs as another user than the file's owner"
+    return None
+
+
 def _with_own(live, own):
     """The live records, this process's replaced by its in-memory one (fresher than its file)."""
     key = (own["host"], own["pid"])
@@ -71,17 +88,29 @@ def _with_own(live, own):
 
 
 def _merge(own, site_rows, other_clients, act, window, record):
-    """Everything that needs the shared directory, under its lock."""
+    """Everything that needs the shared directory, under its lock (or read-only without)."""
     error = None
+    skipped = 0
     siblings = processes.sibling_pids()
+
+    def gather(write):
+        now = time.time()
+        live, retired, skipped = store.collect(now, _alive, _wanted, write=write)
+        live = _with_own(live, own)
+        local = _local_processes(live, site_rows, siblings)
+        current = _sample(now, live, retired, local, site_rows, other_clients, act)
+        samples, point, rates = history.update(conf.metrics_dir(), current, record and write)
+        return now, live, retired, skipped, local, samples, point, rates
+
     try:
-        with store.locked() as path:
-            now = time.time()
-            live, retired = store.collect(now, _alive)
-            live = _with_own(live, own)
-            local = _local_processes(live, site_rows, siblings)
-            current = _sample(now, live, retired, local, site_rows, other_clients, act)
-            samples, point, rates = history.update(path, current, record)
+        try:
+            with store.locked():
+                gathered = gather(write=True)
+        except store.LockBusy as exc:
+            # Someone holds the lock: the same figures, read without writing anything.
+            error = str(exc)
+            gathered = gather(write=False)
+        now, live, retired, skipped, local, samples, point, rates = gathered
     except OSError as exc:
         # No shared directory: still show PostgreSQL and this host's processes.
         error = str(exc)
@@ -114,14 +143,19 @@ def _merge(own, site_rows, other_clients, act, window, record):
             for e in reversed(retired["exited"])
         ],
         "error": error,
+        "skipped": skipped,
     }
 
 
 def _local_processes(live, site_rows, siblings):
-    """psutil figures of every process of this host we know of: {pid: info or None}."""
+    """psutil figures of this site's processes on this host: {pid: info or None}.
+
+    Only this process's siblings and the pids of valid records (whose owner runs them):
+    a pid named by a session's application_name alone is never inspected, since any
+    role can set that name.
+    """
     pids = set(siblings)
     pids.update(r["pid"] for r in live if r["host"] == processes.HOST)
-    pids.update(pid for host, pid in site_rows if host == processes.HOST)
     return {pid: processes.inspect(pid) for pid in sorted(pids)}
 
 
@@ -154,6 +188,11 @@ def _process(key, merged, site_rows, deployment):
     local = host == processes.HOST
     record = merged["live"].get(key) or {}
     info = merged["local"].get(pid) if local else None
+    if local and pid not in merged["local"]:
+        # Named by a session only: whether it runs, nothing more (not known as ours).
+        alive = None if processes.exists(pid) else False
+    else:
+        alive = (info is not None) if local else (True if record else None)
     rates = merged["rates"].get(store.process_key(host, pid)) or {}
     rows = site_rows.get(key, [])
     threads = record.get("threads")
@@ -172,7 +211,7 @@ def _process(key, merged, site_rows, deployment):
         "host": host,
         "pid": pid,
         "local": local,
-        "alive": (info is not None) if local else (True if record else None),
+        "alive": alive,
         "answering": local and pid == os.getpid(),
         "started": started,
         "uptime_seconds": store.age(started, merged["now"]),
@@ -303,7 +342,7 @@ def _warnings(snap, act):
                     f"{proc['threads']} request thread(s).",
                 )
             )
-        if by_name and proc["local"] and not proc["alive"] and held:
+        if by_name and proc["local"] and proc["alive"] is False and held:
             out.append(
                 _warning(
                     "warning",
@@ -320,6 +359,16 @@ def _warnings(snap, act):
                     f"waiting on locks held by {proc['connections']['blocked_by']}.",
                 )
             )
+    skipped = snap["metrics"]["skipped_records"]
+    if skipped:
+        out.append(
+            _warning(
+                "warning",
+                "skipped_records",
+                f"{skipped} file(s) in the metrics directory were skipped: not valid records "
+                "of this site (see the log of the process that answered).",
+            )
+        )
     if snap["metrics"]["error"]:
         out.append(
             _warning(

@@ -10,19 +10,24 @@ Layout of ``conf.metrics_dir()``:
 - ``history.json``: the shared ring of samples behind rates and charts (history.py).
 
 Readers serialise on an exclusive ``flock`` of the directory itself, so no lock file has
-to be writable by both root (tests, management commands) and the daemon user.
+to be writable by both root (tests, management commands) and the daemon user. The
+directory is private to the daemon user (0700), and a request never waits for the lock
+longer than ``LOCK_WAIT`` seconds: then it reads the records without writing (``locked``
+raises LockBusy). Every file read is checked against records.py's schema first.
 """
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
 import os
 import pwd
+import stat
 import tempfile
 import time
 
-from dashboard import conf
+from dashboard import conf, records
 from dashboard.histogram import add_into, empty_buckets
 
 logger = logging.getLogger("dashboard")
@@ -31,10 +36,18 @@ RECORD_PREFIX = "p-"
 RETIRED = "retired.json"
 EXITED_KEPT = 20
 COUNTERS = ("requests", "errors_5xx", "duration_sum", "opened")
+LOCK_WAIT = 0.3  # seconds a request may wait for the directory lock
+FILE_MAX = 1_000_000  # bytes: a bigger file is not one of ours
+
+_warned = set()  # names of bad files already logged by this process
 
 
 class MetricsDirError(OSError):
     """The metrics directory cannot be created or written."""
+
+
+class LockBusy(OSError):
+    """Another process held the metrics directory's lock for longer than LOCK_WAIT."""
 
 
 def ensure_dir():
@@ -43,7 +56,7 @@ def ensure_dir():
     if path.is_dir():
         return path
     try:
-        path.mkdir(parents=True, exist_ok=True, mode=0o775)
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
         if os.geteuid() == 0:
             try:
                 user = pwd.getpwnam(conf.get("DASHBOARD_DAEMON_USER"))
@@ -61,7 +74,7 @@ def write_json(path, data):
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
     try:
         with os.fdopen(fd, "w") as fh:
-            os.fchmod(fh.fileno(), 0o644)
+            os.fchmod(fh.fileno(), 0o600)
             json.dump(data, fh, separators=(",", ":"))
         os.replace(tmp, path)
     except BaseException:
@@ -70,21 +83,54 @@ def write_json(path, data):
         raise
 
 
-def read_json(path):
+def read_json(path, with_owner=False):
+    """The parsed file, or None if missing, unreadable, not a regular file or not JSON.
+
+    Opened without following a symlink and without blocking (a FIFO planted under a
+    record's name must not hang the reader). ``with_owner``: ``(data, uid)``.
+    """
+    data, uid = None, None
     try:
-        with open(path) as fh:
-            return json.load(fh)
-    except (FileNotFoundError, ValueError):
-        return None
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return (None, None) if with_owner else None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode) and info.st_size <= FILE_MAX:
+            uid = info.st_uid
+            with os.fdopen(os.dup(fd), "rb") as fh:
+                data = json.loads(fh.read())
+    except (OSError, ValueError):
+        data = None
+    finally:
+        os.close(fd)
+    return (data, uid) if with_owner else data
 
 
 @contextlib.contextmanager
-def locked():
-    """Exclusive lock of the metrics directory for read-merge-write cycles."""
+def locked(wait=None):
+    """Exclusive lock of the metrics directory for read-merge-write cycles.
+
+    Tries without blocking until ``wait`` seconds (LOCK_WAIT) have passed, then raises
+    LockBusy: whoever holds the lock, a request is never stuck behind it.
+    """
     path = ensure_dir()
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        deadline = time.monotonic() + (LOCK_WAIT if wait is None else wait)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise LockBusy(
+                        f"the metrics directory {path} is locked by another process: "
+                        "figures read without updating the shared history"
+                    ) from None
+                time.sleep(0.01)
         yield path
     finally:
         os.close(fd)
@@ -120,26 +166,72 @@ def opened_connections(record):
     return sum(int(alias.get("opened") or 0) for alias in stats.values())
 
 
-def collect(now, is_alive):
+def load_retired(path, now):
+    """retired.json checked against the schema; a fresh one if missing or bad."""
+    data, uid = read_json(path / RETIRED, with_owner=True)
+    if data is None:
+        return None
+    try:
+        if not records.trusted_owner_uid(uid):
+            raise records.BadRecord(f"owned by uid {uid}")
+        return records.retired(data)
+    except records.BadRecord as exc:
+        _warn_once(RETIRED, str(exc))
+        return None
+
+
+def _warn_once(entry, reason):
+    if entry not in _warned:
+        _warned.add(entry)
+        logger.warning("dashboard: skipped %s in the metrics directory: %s", entry, reason)
+
+
+def read_records(path, is_wanted):
+    """Every valid record of the directory: ``(records, skipped)``.
+
+    ``is_wanted(record, uid)`` may refuse a valid record (another host's, a pid that is
+    not a process of this site); refused and invalid files count as skipped, each logged
+    once per process.
+    """
+    found, skipped = [], 0
+    for entry in sorted(os.listdir(path)):
+        if not (entry.startswith(RECORD_PREFIX) and entry.endswith(".json")):
+            continue
+        record, uid = read_json(path / entry, with_owner=True)
+        if record is None and uid is None and not os.path.lexists(path / entry):
+            continue  # replaced or removed while we listed
+        try:
+            if not records.trusted_owner_uid(uid):
+                raise records.BadRecord(f"not a regular JSON file of this account (uid {uid})")
+            records.process_record(record, entry, record_name)
+            reason = is_wanted(record, uid)
+            if reason:
+                raise records.BadRecord(reason)
+        except records.BadRecord as exc:
+            skipped += 1
+            _warn_once(entry, str(exc))
+            continue
+        found.append((entry, record))
+    return found, skipped
+
+
+def collect(now, is_alive, is_wanted, write=True):
     """Read every record; fold the dead into retired.json. Call inside ``locked()``.
 
     ``is_alive(record, now)`` tells whether the process that wrote a record still runs.
-    Returns ``(live_records, retired)``; each live record gains ``restarts`` and
-    ``replaced_pid`` (the dead process it replaced, if it is a restart).
+    Returns ``(live_records, retired, skipped)``; each live record gains ``restarts`` and
+    ``replaced_pid`` (the dead process it replaced, if it is a restart). ``write=False``
+    (the lock was busy): nothing is folded, written or removed.
     """
     path = conf.metrics_dir()
-    retired = read_json(path / RETIRED)
+    retired = load_retired(path, now)
     changed = retired is None
     if retired is None:
         retired = new_retired(now)
     live, dead = [], []
     folded = {e.get("file") for e in retired["exited"]}
-    for entry in sorted(os.listdir(path)):
-        if not (entry.startswith(RECORD_PREFIX) and entry.endswith(".json")):
-            continue
-        record = read_json(path / entry)
-        if record is None:
-            continue
+    found, skipped = read_records(path, is_wanted)
+    for entry, record in found:
         if is_alive(record, now):
             live.append(record)
             continue
@@ -148,17 +240,17 @@ def collect(now, is_alive):
             _retire(retired, record, now, entry)
             changed = True
     changed |= _pair_restarts(retired, live)
-    if changed:
+    if changed and write:
         write_json(path / RETIRED, retired)
     # Removed only once retired.json holds their counters: never lost, never counted twice.
-    for entry in dead:
+    for entry in dead if write else ():
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path / entry)
     for record in live:
         lineage = retired["lineage"].get(process_key(record["host"], record["pid"]), {})
         record["restarts"] = lineage.get("restarts", 0)
         record["replaced_pid"] = lineage.get("replaced")
-    return live, retired
+    return live, retired, skipped
 
 
 def _retire(retired, record, now, file):

@@ -148,14 +148,22 @@ STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
 
 # --- Security -------------------------------------------------------------------------
-# On by default; deploy.sh turns HTTPS-only settings off for the local plain-HTTP run.
+# On unless DEBUG or DJANGO_HTTPS=0 (deploy.sh's local plain-HTTP run passes DJANGO_HTTPS=0
+# in the server's environment, never in var/site.env; config/wsgi.py warns once per daemon
+# that starts with DEBUG and HTTPS both off).
 HTTPS = env.bool("DJANGO_HTTPS", not DEBUG)
 SECURE_SSL_REDIRECT = HTTPS
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", 31536000 if HTTPS else 0)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
-SECURE_HSTS_PRELOAD = HTTPS
+# Both bind every subdomain of the site's domain (preload: for good, in the browsers' list):
+# an operator's decision, so only when asked; `check --deploy` is told so (W005, W021).
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = [
+    *(["security.W005"] if not SECURE_HSTS_INCLUDE_SUBDOMAINS else []),
+    *(["security.W021"] if not SECURE_HSTS_PRELOAD else []),
+]
 SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("DJANGO_BEHIND_TLS_PROXY", False) else None
 )
@@ -173,18 +181,16 @@ DASHBOARD_METRICS_TOKEN = env.str("DASHBOARD_METRICS_TOKEN", "")
 # PgBouncer's admin console (postgres://user:password@host:port/pgbouncer, a stats_users
 # role): the dashboard then shows SHOW POOLS / SHOW STATS beside pg_stat_activity.
 PGBOUNCER_URL = env.str("PGBOUNCER_URL", "")
+# Other web hosts publishing into the same metrics directory (a shared volume); without
+# them, a record naming another host is skipped as forged.
+DASHBOARD_HOSTS = env.list("DASHBOARD_HOSTS", [])
+# The account the daemons run as (deploy.sh's DAEMON_USER): a metrics directory created
+# by root is handed to it.
+DASHBOARD_DAEMON_USER = env.str("DJANGO_DAEMON_USER", "www-data")
 # The request-counting middleware (first, so it times everything); DASHBOARD_METRICS=0
 # drops it (the bench measures its cost that way).
 if env.bool("DASHBOARD_METRICS", True):
     MIDDLEWARE.insert(0, "dashboard.middleware.RequestMetricsMiddleware")
-
-# --- Test-only fault views (README "Reliability and security"): never in production ---
-# The fault suite sets DJANGO_TEST_FAULT_VIEWS=1 for its own servers: /_faults/ views that
-# raise, SET, lock and sleep, and an X-Fault-Pid header; `check --deploy` fails while on.
-TEST_FAULT_VIEWS = env.bool("DJANGO_TEST_FAULT_VIEWS", False)
-if TEST_FAULT_VIEWS:
-    INSTALLED_APPS.append("tests.faults.faultviews")
-    MIDDLEWARE.insert(0, "tests.faults.faultviews.middleware.ProcessIdMiddleware")
 
 # --- Development tools: only ever loaded with DEBUG on --------------------------------
 if DEBUG:

@@ -16,9 +16,6 @@ urlpatterns = [
     path("metrics", include("dashboard.metrics_urls")),
 ]
 
-if getattr(settings, "TEST_FAULT_VIEWS", False):  # the fault suite only (settings.py)
-    urlpatterns.append(path("_faults/", include("tests.faults.faultviews.urls")))
-
 if settings.DEBUG:
     from debug_toolbar.toolbar import debug_toolbar_urls
 

@@ -5,6 +5,7 @@ mod_wsgi passes Apache's ``SetEnv`` values only in the request environ, never in
 and Django is set up on the first request, once that value is known.
 """
 
+import logging
 import os
 import sys
 import threading
@@ -29,7 +30,21 @@ def _load(environ):
             from django.core.wsgi import get_wsgi_application
 
             _django_app = get_wsgi_application()
+            warn_if_plain_http()
     return _django_app
+
+
+def warn_if_plain_http():
+    """Once per daemon: production settings (DEBUG off) serving without HTTPS."""
+    from django.conf import settings
+
+    if not settings.DEBUG and not settings.HTTPS:
+        logging.getLogger("config").warning(
+            "DJANGO_HTTPS is off with DEBUG off: cookies are not Secure, no HSTS, no redirect "
+            "to HTTPS. Right for ./deploy.sh's local plain-HTTP run only; in production "
+            "remove DJANGO_HTTPS=0 from the environment and %s.",
+            os.environ.get("DJANGO_ENV_FILE") or "var/site.env",
+        )
 
 
 def application(environ, start_response):

@@ -65,9 +65,9 @@ def pytest_collection_modifyitems(config, items):
 def fault_site(site_env, demo_data):
     """Factory: ``fault_site("prefork" | "threaded", warm_up=True, **env)``: mod_wsgi-express.
 
-    The site runs with ``DJANGO_TEST_FAULT_VIEWS=1`` (the /_faults/ views and the
-    X-Fault-Pid header) and the repository on its Python path so the daemons can import
-    ``tests.faults.faultviews``. The server gets ``.variant``.
+    The site runs with the fault suite's settings, ``tests.faults.faultviews.settings``
+    (the /_faults/ views and the X-Fault-Pid header), and the repository on its Python
+    path so the daemons can import them. The server gets ``.variant``.
     """
     servers = []
 
@@ -79,7 +79,7 @@ def fault_site(site_env, demo_data):
             {
                 **site_env,
                 "DJANGO_VAR_DIR": work + "/var",
-                "DJANGO_TEST_FAULT_VIEWS": "1",
+                "DJANGO_SETTINGS_MODULE": "tests.faults.faultviews.settings",
                 "PERSISTENT_MODE": variant.mode,
                 **{key: str(value) for key, value in env.items()},
             },

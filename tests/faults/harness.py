@@ -40,7 +40,7 @@ VARIANTS = {v.name: v for v in (PREFORK, THREADED)}
 
 # The page mix of the load: 4, 2 and 1 queries; ids are filled in from the demo data.
 PAGE_MIX = ("/items/{id}/", "/", "/items/{id2}/", "/healthz")
-CLEAR_503 = ("The database is unavailable", "database unavailable:")
+CLEAR_503 = ("The database is unavailable", "database unavailable")
 TRACEBACK_SIGNS = ("Traceback (most recent call last)", 'File "/', "Exception Value:")
 
 

@@ -1,4 +1,10 @@
-/* Dashboard: polls the JSON snapshot and redraws figures, tables and SVG charts in place. */
+/* Dashboard: draws the page from a snapshot, first from the one embedded in the page, then
+   from each poll of the JSON endpoint. One rendering path, one set of number formats.
+
+   Every value of a snapshot is data from outside (per-process files, pg_stat_activity):
+   it reaches the page only as text (textContent, createTextNode) or as a numeric SVG
+   attribute, through el()/svg() below; nothing is ever parsed as HTML.
+   A section is one function of the snapshot: window.dashboard.section(fn) adds one. */
 (function () {
   "use strict";
   var root = document.getElementById("dashboard");
@@ -9,11 +15,12 @@
   var statusText = document.getElementById("status");
   var updated = document.querySelector("#updated time");
   var snap = JSON.parse(document.getElementById("dashboard-data").textContent);
-  var points = snap.history.slice();
+  var points = [];
   var paused = false;
   var inflight = false;
   var KEEP = 300;
   var DASH = "\u2013";
+  var SVG_NS = document.getElementById("gauge").namespaceURI;
   var STATES = [
     ["active", "s-active"], ["idle", "s-idle"], ["idle in transaction", "s-idle-tx"],
     ["idle in transaction (aborted)", "s-aborted"], ["other clients", "s-other"]
@@ -23,6 +30,7 @@
     ["transactions_per_s", "c-xact"], ["errors_5xx_per_s", "c-err"]
   ];
 
+  /* --- number formats (the only ones: the page has no server-side formatting) ------- */
   function fixed(v, digits) {
     return v.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
   }
@@ -42,111 +50,150 @@
     secs: secs,
     ratio: function (v) { return fixed(v, 1); }
   };
-  /* Same rules as the dfmt template filter, so the first paint and the refreshes agree. */
+  /* A figure as text; a dash for unknown, and for anything that is not a number. */
   function fmt(v, kind) {
     if (v === null || v === undefined || v === "") return DASH;
-    return kind ? FORMATS[kind](v) : String(v);
+    if (!kind) return String(v);
+    return typeof v === "number" && isFinite(v) ? FORMATS[kind](v) : DASH;
   }
-  function esc(v) {
-    return String(v === null || v === undefined ? DASH : v).replace(/[&<>"']/g, function (c) {
-      return "&#" + c.charCodeAt(0) + ";";
+  function text(v) { return v === null || v === undefined || v === "" ? DASH : String(v); }
+  function num(v) { return typeof v === "number" && isFinite(v) ? v : 0; }
+
+  /* --- DOM building: text only ------------------------------------------------------- */
+  function append(node, children) {
+    children.forEach(function (child) {
+      if (child === null || child === undefined || child === false) return;
+      node.appendChild(typeof child === "object" ? child : document.createTextNode(String(child)));
     });
+    return node;
+  }
+  /* el("td", {className: "x", title: t}, [child, "text", ...]): attributes set as
+     properties (text), children appended as nodes or text nodes. */
+  function el(tag, props, children) {
+    var node = document.createElement(tag);
+    Object.keys(props || {}).forEach(function (k) { node[k] = props[k]; });
+    return append(node, children || []);
+  }
+  function svg(tag, attrs, children) {
+    var node = document.createElementNS(SVG_NS, tag);
+    Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, attrs[k]); });
+    return append(node, children || []);
+  }
+  function row(values, props) {
+    return el("tr", props, values.map(function (v) {
+      return v !== null && typeof v === "object" && v.nodeType ? v : el("td", {}, [text(v)]);
+    }));
+  }
+  function fill(selector, rows) {
+    var node = document.querySelector(selector);
+    node.replaceChildren.apply(node, rows);
   }
   function dig(obj, path) {
     return path.split(".").reduce(function (o, k) { return o === null || o === undefined ? o : o[k]; }, obj);
   }
-  function cells(values) {
-    return values.map(function (v) { return "<td>" + v + "</td>"; }).join("");
+
+  /* --- sections ------------------------------------------------------------------------ */
+  function deployment(s) {
+    var d = s.deployment;
+    var line = text(d.server);
+    if (d.processes) {
+      line += " \u00b7 " + fmt(d.processes, "int") + " process" + (d.processes === 1 ? "" : "es") +
+        " \u00d7 " + (d.threads ? fmt(d.threads, "int") : "?") + " thread" + (d.threads === 1 ? "" : "s");
+    }
+    document.getElementById("deployment").textContent =
+      line + " \u00b7 backend " + text(d.backend_mode || d.engine) + " \u00b7 host " + text(d.host);
   }
 
-  function deployment(d) {
-    var text = d.server;
-    if (d.processes) {
-      text += " \u00b7 " + d.processes + " process" + (d.processes === 1 ? "" : "es") + " \u00d7 " +
-        (d.threads || "?") + " thread" + (d.threads === 1 ? "" : "s");
-    }
-    return text + " \u00b7 backend " + (d.backend_mode || d.engine) + " \u00b7 host " + d.host;
+  function fields(s) {
+    root.querySelectorAll("[data-f]").forEach(function (node) {
+      node.textContent = fmt(dig(s, node.dataset.f), node.dataset.k);
+    });
+  }
+
+  function warnings(s) {
+    fill("#warnings", s.warnings.map(function (w) {
+      return el("li", { className: ["info", "warning", "critical"].indexOf(w.level) >= 0 ? w.level : "warning" },
+        [text(w.message)]);
+    }));
   }
 
   function processRow(p) {
     var st = p.connections.states;
     var pool = p.backend && p.backend["default"];
-    var name = esc(p.key) + (p.answering ? " \u2605" : "") + (p.alive === false ? " (not running)" : "");
-    var restarts = fmt(p.restarts, "int") + (p.replaced_pid ? " <small>(was " + p.replaced_pid + ")</small>" : "");
-    var cls = (p.alive ? "" : "gone") + (p.answering ? " answering" : "");
-    return "<tr class=\"" + cls + "\"><td class=\"name\" title=\"" + esc(p.key) + "\">" + name + "</td>" + cells([
-      fmt(p.uptime_seconds, "secs"), restarts, fmt(p.rss_bytes, "bytes"), fmt(p.cpu_percent, "cpu"),
-      fmt(p.busy_threads, "int") + " / " + fmt(p.threads, "int") + " <small>" + fmt(p.saturation, "pct") + "</small>",
+    var name = text(p.key) + (p.answering ? " \u2605" : "") + (p.alive === false ? " (not running)" : "");
+    return row([
+      el("td", { className: "name", title: text(p.key) }, [name]),
+      fmt(p.uptime_seconds, "secs"),
+      el("td", {}, [fmt(p.restarts, "int"), p.replaced_pid ? el("small", {}, [" (was " + text(p.replaced_pid) + ")"]) : null]),
+      fmt(p.rss_bytes, "bytes"), fmt(p.cpu_percent, "cpu"),
+      el("td", {}, [fmt(p.busy_threads, "int") + " / " + fmt(p.threads, "int") + " ", el("small", {}, [fmt(p.saturation, "pct")])]),
       fmt(p.requests.total, "int"), fmt(p.requests.per_s, "rate"), fmt(p.requests.errors_5xx, "int"),
       fmt(p.new_connections.total, "int"), fmt(p.new_connections.per_s, "rate"),
-      fmt(p.requests_per_new_connection, "ratio")
-    ]) + "<td class=\"conns\">" + p.connections.total + "</td>" + cells([
-      st.active, st.idle, st["idle in transaction"], st["idle in transaction (aborted)"],
+      fmt(p.requests_per_new_connection, "ratio"),
+      el("td", { className: "conns" }, [fmt(p.connections.total, "int")]),
+      fmt(st.active, "int"), fmt(st.idle, "int"), fmt(st["idle in transaction"], "int"),
+      fmt(st["idle in transaction (aborted)"], "int"),
       fmt(p.connections.oldest_seconds, "secs"), fmt(p.connections.longest_transaction_seconds, "secs"),
-      p.connections.blocked + " blocked",
-      pool ? pool.in_use + " / " + pool.idle + " / " + fmt(pool.max_size) : DASH
-    ]) + "</tr>";
+      fmt(p.connections.blocked, "int"),
+      pool ? fmt(pool.in_use, "int") + " / " + fmt(pool.idle, "int") + " / " + fmt(pool.max_size, "int") : DASH
+    ], { className: (p.alive === false ? "gone" : "") + (p.answering ? " answering" : "") });
   }
 
-  function connectionRows(s) {
-    return s.processes.map(function (p) {
-      return p.connections.list.map(function (c) {
-        var query = s.queries_visible ? esc(c.query || "") : "<i>redacted</i>";
-        var slug = (c.state || "").replace(/[^a-z]+/g, "-").replace(/-$/, "");
-        return "<tr class=\"st-" + slug + "\">" + cells([
-          esc(p.key), c.backend_pid, esc(c.state), fmt(c.age_seconds, "secs"), fmt(c.state_seconds, "secs"),
-          fmt(c.transaction_seconds, "secs"), fmt(c.query_seconds, "secs"), esc(c.wait_event),
-          c.blocked_by.length ? c.blocked_by.join(", ") : DASH
-        ]) + "<td class=\"query\">" + query + "</td></tr>";
-      }).join("");
-    }).join("");
-  }
+  function processesTable(s) { fill("#processes tbody", s.processes.map(processRow)); }
 
-  function render(s) {
-    root.querySelectorAll("[data-f]").forEach(function (el) {
-      var f = el.dataset.f;
-      el.textContent = f === "deployment" ? deployment(s.deployment) : fmt(dig(s, f), el.dataset.k);
+  function connectionsTable(s) {
+    document.getElementById("queries-note").hidden = s.queries_visible;
+    var rows = [];
+    s.processes.forEach(function (p) {
+      p.connections.list.forEach(function (c) {
+        var slug = typeof c.state === "string" ? c.state.replace(/[^a-z]+/g, "-").replace(/-$/, "") : "";
+        rows.push(row([
+          text(p.key), text(c.backend_pid), text(c.state), fmt(c.age_seconds, "secs"),
+          fmt(c.state_seconds, "secs"), fmt(c.transaction_seconds, "secs"), fmt(c.query_seconds, "secs"),
+          text(c.wait_event), c.blocked_by.length ? c.blocked_by.map(String).join(", ") : DASH,
+          el("td", { className: "query" }, [s.queries_visible ? String(c.query || "") : el("i", {}, ["redacted"])])
+        ], { className: "st-" + slug }));
+      });
     });
-    document.getElementById("warnings").innerHTML = s.warnings.map(function (w) {
-      return "<li class=\"" + esc(w.level) + "\">" + esc(w.message) + "</li>";
-    }).join("");
-    document.querySelector("#processes tbody").innerHTML = s.processes.map(processRow).join("");
-    document.querySelector("#connections tbody").innerHTML = connectionRows(s);
-    document.querySelector("#others tbody").innerHTML = s.other_clients.map(function (o) {
-      return "<tr>" + cells([esc(o.application_name || DASH), esc(o.user), esc(o.address), esc(o.database),
-        o.total, o.states.active, o.states["idle in transaction"]]) + "</tr>";
-    }).join("");
-    document.querySelector("#exited tbody").innerHTML = s.exited.map(function (e) {
-      return "<tr>" + cells([esc(e.host + ":" + e.pid), fmt(e.requests, "int"), fmt(e.seconds_ago, "secs") + " ago"]) + "</tr>";
-    }).join("");
-    pgbouncer(s.pgbouncer);
-    gauge(s.database);
-    charts();
-    updated.dataset.t = s.generated_at;
-    tickAge();
+    fill("#connections tbody", rows);
+  }
+
+  function othersTable(s) {
+    fill("#others tbody", s.other_clients.map(function (o) {
+      return row([text(o.application_name), text(o.user), text(o.address), text(o.database),
+        fmt(o.total, "int"), fmt(o.states.active, "int"), fmt(o.states["idle in transaction"], "int")]);
+    }));
+  }
+
+  function exitedTable(s) {
+    fill("#exited tbody", s.exited.map(function (e) {
+      return row([text(e.host) + ":" + text(e.pid), fmt(e.requests, "int"), fmt(e.seconds_ago, "secs") + " ago"]);
+    }));
   }
 
   /* PgBouncer's side (SHOW POOLS / STATS / CLIENTS); the section is hidden without it. */
-  function pgbouncer(b) {
-    var section = document.getElementById("pgbouncer");
-    section.hidden = !b;
+  function pgbouncer(s) {
+    var b = s.pgbouncer;
+    document.getElementById("pgbouncer").hidden = !b;
     if (!b) return;
     document.getElementById("pgbouncer-down").hidden = b.reachable;
-    document.querySelector("#pgb-hosts tbody").innerHTML = b.hosts.map(function (h) {
-      var per = h.by_process.map(function (p) { return p.pid + ": " + p.clients; }).join(", ");
-      return "<tr>" + cells([esc(h.host), h.processes, h.clients, h.active, h.waiting]) +
-        "<td class=\"query\">" + esc(per) + "</td></tr>";
-    }).join("");
-    document.querySelector("#pgb-pools tbody").innerHTML = b.pools.map(function (p) {
-      return "<tr>" + cells([esc(p.database), esc(p.user), esc(p.pool_mode), p.clients_active,
-        p.clients_waiting, p.servers_active, p.servers_idle, fmt(p.max_wait_seconds, "secs")]) + "</tr>";
-    }).join("");
+    fill("#pgb-hosts tbody", b.hosts.map(function (h) {
+      var per = h.by_process.map(function (p) { return text(p.pid) + ": " + fmt(p.clients, "int"); }).join(", ");
+      return row([text(h.host), fmt(h.processes, "int"), fmt(h.clients, "int"), fmt(h.active, "int"),
+        fmt(h.waiting, "int"), el("td", { className: "query" }, [per])]);
+    }));
+    fill("#pgb-pools tbody", b.pools.map(function (p) {
+      return row([text(p.database), text(p.user), text(p.pool_mode), fmt(p.clients_active, "int"),
+        fmt(p.clients_waiting, "int"), fmt(p.servers_active, "int"), fmt(p.servers_idle, "int"),
+        fmt(p.max_wait_seconds, "secs")]);
+    }));
   }
 
-  function gauge(db) {
-    var scale = db.budget > 0 ? 300 / db.budget : 0;
-    var site = Math.min(300, db.site_connections * scale);
-    var other = Math.min(300 - site, db.other_connections * scale);
+  function gauge(s) {
+    var db = s.database;
+    var scale = num(db.budget) > 0 ? 300 / db.budget : 0;
+    var site = Math.min(300, num(db.site_connections) * scale);
+    var other = Math.min(300 - site, num(db.other_connections) * scale);
     var rects = document.querySelectorAll("#gauge rect");
     rects[1].setAttribute("width", site);
     rects[2].setAttribute("x", site);
@@ -156,14 +203,15 @@
   /* --- SVG charts: x = last 5 minutes, y = 0..max ------------------------------------ */
   var W = 600, H = 200, L = 44, R = 8, T = 8, B = 20;
   function frame(max) {
-    var out = "";
+    var out = [];
     [0, 0.5, 1].forEach(function (f) {
       var y = T + (H - T - B) * (1 - f);
-      out += "<line class=\"grid\" x1=\"" + L + "\" x2=\"" + (W - R) + "\" y1=\"" + y + "\" y2=\"" + y + "\"/>";
-      out += "<text x=\"" + (L - 4) + "\" y=\"" + (y + 4) + "\" text-anchor=\"end\">" + fmt(max * f, Number.isInteger(max * f) ? "int" : "rate") + "</text>";
+      out.push(svg("line", { "class": "grid", x1: L, x2: W - R, y1: y, y2: y }));
+      out.push(svg("text", { x: L - 4, y: y + 4, "text-anchor": "end" },
+        [fmt(max * f, Number.isInteger(max * f) ? "int" : "rate")]));
     });
-    out += "<text x=\"" + L + "\" y=\"" + (H - 4) + "\">\u22125 min</text>";
-    out += "<text x=\"" + (W - R) + "\" y=\"" + (H - 4) + "\" text-anchor=\"end\">now</text>";
+    out.push(svg("text", { x: L, y: H - 4 }, ["\u22125 min"]));
+    out.push(svg("text", { x: W - R, y: H - 4, "text-anchor": "end" }, ["now"]));
     return out;
   }
   function xy(now, max) {
@@ -181,50 +229,68 @@
   function charts() {
     var now = points.length ? points[points.length - 1].t : Date.now() / 1000;
     var max = niceMax(Math.max.apply(null, [0].concat(points.map(function (p) {
-      return Math.max.apply(null, LINES.map(function (l) { return p[l[0]] || 0; }));
+      return Math.max.apply(null, LINES.map(function (l) { return num(p[l[0]]); }));
     }))));
     var at = xy(now, max);
-    var svg = document.getElementById("chart-throughput");
-    svg.innerHTML = frame(max) + LINES.map(function (line) {
+    var lines = LINES.map(function (line) {
       var d = "", pen = "M";
       points.forEach(function (p) {
-        if (p[line[0]] === null || p[line[0]] === undefined) { pen = "M"; return; }
+        if (typeof p[line[0]] !== "number") { pen = "M"; return; }
         d += pen + at(p.t, p[line[0]]) + " ";
         pen = "L";
       });
-      return "<path class=\"line " + line[1] + "\" d=\"" + d + "\"/>";
-    }).join("");
+      return svg("path", { "class": "line " + line[1], d: d });
+    });
+    var throughput = document.getElementById("chart-throughput");
+    throughput.replaceChildren.apply(throughput, frame(max).concat(lines));
     var totals = points.map(function (p) {
-      return STATES.reduce(function (sum, s) { return sum + (p.states[s[0]] || 0); }, 0);
+      return STATES.reduce(function (sum, s) { return sum + num(p.states[s[0]]); }, 0);
     });
     var smax = niceMax(Math.max.apply(null, [0].concat(totals)));
     var sat = xy(now, smax);
     var base = points.map(function () { return 0; });
-    var areas = STATES.map(function (s) {
-      if (points.length < 2) return "";
-      var top = points.map(function (p, i) { return base[i] + (p.states[s[0]] || 0); });
+    var areas = points.length < 2 ? [] : STATES.map(function (s) {
+      var top = points.map(function (p, i) { return base[i] + num(p.states[s[0]]); });
       var d = "M" + points.map(function (p, i) { return sat(p.t, top[i]); }).join(" L") + " L" +
         points.slice().reverse().map(function (p, i) { return sat(p.t, base[points.length - 1 - i]); }).join(" L") + "Z";
       base = top;
-      return "<path class=\"" + s[1] + "\" d=\"" + d + "\"/>";
-    }).join("");
-    document.getElementById("chart-states").innerHTML = frame(smax) + areas;
+      return svg("path", { "class": s[1], d: d });
+    });
+    var states = document.getElementById("chart-states");
+    states.replaceChildren.apply(states, frame(smax).concat(areas));
+  }
+
+  /* The sections, in page order; window.dashboard.section(fn) appends one. */
+  var SECTIONS = [deployment, fields, warnings, pgbouncer, gauge, charts, processesTable,
+    connectionsTable, othersTable, exitedTable];
+
+  function render(s) {
+    SECTIONS.forEach(function (section) { section(s); });
+    updated.dataset.t = s.generated_at;
+    tickAge();
   }
 
   /* --- polling ------------------------------------------------------------------------ */
   function banner(which, detail) {
     ["logged-out", "forbidden", "database", "server"].forEach(function (name) {
-      var el = document.getElementById("banner-" + name);
-      el.hidden = name !== which;
-      var span = el.querySelector(".detail");
+      var node = document.getElementById("banner-" + name);
+      node.hidden = name !== which;
+      var span = node.querySelector(".detail");
       if (span) span.textContent = name === which && detail ? "(" + detail + ")" : "";
     });
     figures.classList.toggle("stale", Boolean(which));
   }
   function merge(fresh) {
     var last = points.length ? points[points.length - 1].t : 0;
-    fresh.forEach(function (p) { if (p.t > last) { points.push(p); last = p.t; } });
+    fresh.forEach(function (p) {
+      if (p && typeof p.t === "number" && p.t > last && p.states) { points.push(p); last = p.t; }
+    });
     points = points.filter(function (p) { return p.t >= last - KEEP; });
+  }
+  function show(body) {
+    snap = body;
+    merge(body.history);
+    render(body);
   }
   function poll() {
     if (paused || document.hidden || inflight) return;
@@ -234,10 +300,8 @@
       .then(function (r) {
         return r.json().catch(function () { return null; }).then(function (body) {
           if (r.ok && body) {
-            snap = body;
-            merge(body.history);
             banner(null);
-            render(body);
+            show(body);
           } else if (r.status === 403 && body && body.error === "not_authenticated") {
             banner("logged-out");
           } else if (r.status === 403) {
@@ -264,6 +328,12 @@
     var age = Math.max(0, Math.round((Date.now() - t) / 1000));
     updated.textContent = new Date(t).toLocaleTimeString() + " (" + age + " s ago)";
   }
+
+  window.dashboard = {
+    el: el, svg: svg, row: row, fill: fill, fmt: fmt, text: text,
+    section: function (fn) { SECTIONS.push(fn); fn(snap); }
+  };
+
   pauseButton.addEventListener("click", function () {
     paused = !paused;
     showStatus();
@@ -273,7 +343,7 @@
     showStatus();
     if (!document.hidden) poll();
   });
-  render(snap);
+  show(snap);
   showStatus();
   setInterval(poll, every);
   setInterval(tickAge, 1000);

@@ -1,6 +1,7 @@
-"""Test-only views and a header for the fault suite (``DJANGO_TEST_FAULT_VIEWS=1``).
+"""Test-only views and a header for the fault suite.
 
-Never enabled in production: ``site/config/settings.py`` adds this app only when the fault
-tests set ``DJANGO_TEST_FAULT_VIEWS=1``, and ``manage.py check --deploy`` fails while it
-is on (``faultviews.E001``).
+They live only in the test tree and are mounted only by the fault suite's own settings
+module, ``tests.faults.faultviews.settings`` (``DJANGO_SETTINGS_MODULE``): the site's
+settings (``config.settings``) never name this package, whatever the environment says,
+and ``manage.py check --deploy`` fails under the test settings (``faultviews.E001``).
 """

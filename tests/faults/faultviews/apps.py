@@ -14,9 +14,9 @@ class FaultViewsConfig(AppConfig):
 def refuse_deploy(app_configs=None, **kwargs):
     return [
         checks.Error(
-            "DJANGO_TEST_FAULT_VIEWS is on: the fault suite's test-only views are served "
+            "The fault suite's test settings are in use: its test-only views are served "
             "(/_faults/: views that raise, lock, sleep, and an X-Fault-Pid header).",
-            hint="Remove DJANGO_TEST_FAULT_VIEWS from the environment and var/site.env.",
+            hint="Use DJANGO_SETTINGS_MODULE=config.settings (the default) in production.",
             id="faultviews.E001",
         )
     ]

@@ -1,4 +1,4 @@
-"""Test-only URLs, mounted at /_faults/ by config/urls.py when DJANGO_TEST_FAULT_VIEWS=1."""
+"""Test-only URLs, mounted at /_faults/ by the fault settings (site_urls.py)."""
 
 from django.urls import path
 
