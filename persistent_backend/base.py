@@ -213,22 +213,30 @@ class DatabaseWrapper(ReturnMixin, SessionMixin, base.DatabaseWrapper):
     def after_fork_in_child(self):
         """Called in a forked child (os.register_at_fork): drop what the parent held.
 
-        Inside an atomic block the handle stays attached but neutralized: the parent's
-        transaction cannot continue in the child, so its queries fail cleanly.
+        Inside an atomic block or a pinned unit of work the handle stays attached but
+        neutralized: the parent's transaction or session state cannot continue in the
+        child, so its queries fail cleanly instead of running on a new session.
         """
         if self.connection is None:
             return
-        if self.in_atomic_block:
+        if self._bound_to_its_session():
             neutralize(self.connection)
         else:
             self._forget_inherited()
 
+    def _bound_to_its_session(self):
+        return self.in_atomic_block or self.persistent_pinned is not None
+
     @async_unsafe
     def create_cursor(self, name=None):
         if self.connection is not None and self._connection_pid not in (None, os.getpid()):
-            # A fork() that skipped Python's at-fork hooks: drop the parent's connection.
-            self._forget_inherited()
-            self.connect()
+            # A fork() that skipped Python's at-fork hooks, or a transaction / pinned unit
+            # of work inherited from the parent (whose statements must fail).
+            if self._bound_to_its_session():
+                neutralize(self.connection)
+            else:
+                self._forget_inherited()
+                self.connect()
         if name is not None:
             self.persistent_pin("server_side_cursor")  # WITH HOLD outside a transaction
         return super().create_cursor(name)

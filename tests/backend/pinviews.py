@@ -5,7 +5,7 @@ Django's WSGIHandler; ``/state-then-kill/<kind>/`` has an observer terminate the
 request's own backend between two statements, as an operator or a restart would.
 """
 
-from django.db import connection
+from django.db import connection, transaction
 from django.http import HttpResponse
 
 import persistent_backend
@@ -77,6 +77,8 @@ def run_once(request, kind):
     """``?kill=before``: the server ends the session between two statements; otherwise
     the test kills the statement while it runs (``?sleep=30``)."""
     sleep = int(request.GET.get("sleep", 0))
+    if request.GET.get("pin"):
+        persistent_backend.pin()
     sql = RUN_ONCE[kind].format(
         sleep=f", pg_sleep({sleep})" if sleep else "",
         sleep_as=f", pg_sleep({sleep})::text AS s" if sleep else "",
@@ -86,6 +88,14 @@ def run_once(request, kind):
             kill(backend_pid(cursor))
         cursor.execute(sql)
     return HttpResponse("ran")
+
+
+def atomic_sleep(request):
+    """A write, then a long statement, in one transaction (the test kills it)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("INSERT INTO catalog_category (name, slug) VALUES ('lost', 'lost')")
+        cursor.execute("SELECT nextval('pb_runs'), pg_sleep(30)")
+    return HttpResponse("committed")
 
 
 def sleep(request):

@@ -157,4 +157,5 @@ urlpatterns = [
     path("state-then-kill/<str:kind>/", pinviews.state_then_kill),
     path("run-once/<str:kind>/", pinviews.run_once),
     path("sleep/", pinviews.sleep),
+    path("atomic-sleep/", pinviews.atomic_sleep),
 ]
