@@ -44,7 +44,7 @@ def test_kill_during_a_statement_inside_a_transaction(
     nothing is sent again."""
     with persistent(mode=mode):
         thread, result = request_in_thread(site, "/atomic-sleep/")
-        kill_when_running(scratch, own_application_name, "pg_sleep(30)")
+        kill_when_running(scratch, own_application_name, "pg_sleep(30)", lambda: runs(scratch) == 1)
         thread.join(60)
         status, body = result["response"]
         assert site.json("/pid/")["backend_pid"]
@@ -64,7 +64,7 @@ def test_kill_during_a_statement_of_a_pinned_unit_of_work(
 ):
     with persistent(mode=mode):
         thread, result = request_in_thread(site, "/run-once/read/", "sleep=30&pin=1")
-        kill_when_running(scratch, own_application_name, "pg_sleep(30)")
+        kill_when_running(scratch, own_application_name, "pg_sleep(30)", lambda: runs(scratch) == 1)
         thread.join(60)
         status, body = result["response"]
         assert site.json("/pid/")["backend_pid"]

@@ -57,18 +57,20 @@ def test_killed_between_statements_runs_exactly_once(site, persistent, scratch, 
     assert stats["retried_statements"] == 1 and stats["retry_refusals"] == {}
 
 
-def kill_when_running(observer, own_application_name, needle):
-    """Terminate this process's backend once it runs a statement containing ``needle``;
-    returns the monotonic time of the kill."""
+def kill_when_running(observer, own_application_name, needle, started=None):
+    """Terminate this process's backend once it runs a statement containing ``needle``
+    (and ``started()`` is true); returns the monotonic time of the kill."""
     sql = (
         "SELECT pid FROM pg_stat_activity WHERE application_name = %s "
         "AND state = 'active' AND strpos(query, %s) > 0"
     )
     found = []
-    wait_until(
-        lambda: found.extend(observer.query(sql, [own_application_name, needle])) or found,
-        message=f"a running statement with {needle!r}",
-    )
+
+    def running():
+        found[:] = observer.query(sql, [own_application_name, needle])
+        return found and (started is None or started())
+
+    wait_until(running, message=f"a running statement with {needle!r}")
     killed_at = time.monotonic()
     observer.query("SELECT pg_terminate_backend(%s)", [found[0][0]])
     return killed_at
@@ -93,7 +95,9 @@ def test_killed_while_running_is_never_run_again(
 ):
     with persistent(mode=mode):
         thread, result = request_in_thread(site, f"/run-once/{kind}/", "sleep=30")
-        kill_when_running(scratch, own_application_name, "pg_sleep(30)")
+        # Killed once it has counted its start (planning comes before): a re-run would
+        # count a second one.
+        kill_when_running(scratch, own_application_name, "pg_sleep(30)", lambda: runs(scratch) == 1)
         thread.join(60)
         status, body = result["response"]
         assert status == 503, body
