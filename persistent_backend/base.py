@@ -2,10 +2,12 @@
 
 Django calls ``close_if_unusable_or_obsolete()`` on ``request_started`` and
 ``request_finished``; here that returns the connection to its store (after rolling back a
-leaked transaction and, with ``reset: "discard"``, ``DISCARD ALL``) instead of closing it.
+leaked transaction and, for a pinned unit of work or with ``reset: "discard"``,
+``DISCARD ALL``: returning.py) instead of closing it.
 The first query of the next request calls ``connect()``, which borrows a kept connection
 after a zero-round-trip liveness probe, or opens one with Django's own ``connect()``.
-An explicit ``close()`` still closes for real.
+An explicit ``close()`` still closes for real. Statements go through cursors.py and
+pinning.py (move only what was never sent; pin session state). See docs/guarantees.md.
 """
 
 import logging
@@ -22,13 +24,15 @@ from django.utils.functional import cached_property
 from persistent_backend import liveness, pgbouncer, registry
 from persistent_backend.cursors import PersistentCursorDebugWrapper, PersistentCursorWrapper
 from persistent_backend.options import KEEPALIVE_DEFAULTS, Options, application_name
+from persistent_backend.pinning import SessionMixin
 from persistent_backend.record import Record, is_neutralized, neutralize
 from persistent_backend.request_context import current_path
+from persistent_backend.returning import ReturnMixin
 
 logger = logging.getLogger("persistent_backend")
 
 
-class DatabaseWrapper(base.DatabaseWrapper):
+class DatabaseWrapper(ReturnMixin, SessionMixin, base.DatabaseWrapper):
     is_psycopg3 = is_psycopg3
 
     def __init__(self, *args, **kwargs):
@@ -42,14 +46,21 @@ class DatabaseWrapper(base.DatabaseWrapper):
         pgbouncer.configure(self.settings_dict)  # behind PgBouncer: no server-side cursors
 
     # -- connection parameters ----------------------------------------------------------
+    @property
+    def pool(self):
+        """Never Django's own pool: this ENGINE keeps connections itself."""
+        return None
+
     def get_connection_params(self):
-        params = super().get_connection_params()
-        params.pop("persistent", None)
-        if params.pop("pool", None):
+        # Before Django's, which pops "pool" (and would leave it unseen): no connection
+        # and no pool is made with it.
+        if self.settings_dict["OPTIONS"].get("pool"):
             raise ImproperlyConfigured(
                 'persistent_backend keeps connections itself: remove OPTIONS["pool"] '
                 '(use OPTIONS["persistent"]["mode"] = "pool")'
             )
+        params = super().get_connection_params()
+        params.pop("persistent", None)
         options = Options.from_settings(self.settings_dict)
         pgbouncer.check_connection_params(self.settings_dict)
         params["application_name"] = application_name(
@@ -160,124 +171,12 @@ class DatabaseWrapper(base.DatabaseWrapper):
         """Request boundary: give the connection back to its store (never mid-transaction)."""
         record = self.persistent_record
         if record is None or self.connection is None:
+            if not self.in_atomic_block:
+                self.persistent_pinned = None  # pin() in a unit of work that sent nothing
             return super().close_if_unusable_or_obsolete()
         if self.in_atomic_block:
             return  # not a request boundary (e.g. called from inside transaction.atomic)
         self._release(record)
-
-    def _release(self, record):
-        store = record.store
-        raw = self.connection
-        keep = False
-        try:
-            if record.owner_pid != os.getpid():
-                self._forget_inherited()
-                return
-            keep = self._clean(record, raw)
-        except Exception as exc:
-            logger.warning(
-                "could not clean connection to '%s' (backend %s) at the end of %s: %s",
-                self.alias,
-                record.backend_pid,
-                current_path() or "a unit of work",
-                exc,
-            )
-            keep = False
-            store.discard(record, counter="reset_failed")
-        finally:
-            self._detach()
-        if keep:
-            recycled = store.checkin(record)
-            if recycled and store.options.reopen:
-                self._reopen(store)
-
-    def _clean(self, record, raw):
-        """Leave the connection as a new one would be; False if it must be dropped."""
-        store = record.store
-        if not liveness.status_ok(raw):
-            store.discard(record, reason="broken", detail="connection lost during the request")
-            return False
-        if self.errors_occurred:
-            verdict = liveness.probe(raw, record.ssl)
-            if not verdict.alive:
-                store.discard(record, reason=verdict.reason or "broken", detail=verdict.detail)
-                return False
-        wanted = self.settings_dict["AUTOCOMMIT"]
-        status = liveness.transaction_status(raw)
-        if status not in liveness.TRANSACTION_STATES_AT_REST:
-            # A command still running (an unread result, a COPY): not worth untangling.
-            store.discard(record, counter="busy")
-            return False
-        if status != liveness.TRANSACTION_IDLE:
-            self._note_leak(record, status)
-            if not raw.autocommit:
-                raw.rollback()
-            if liveness.transaction_status(raw) != liveness.TRANSACTION_IDLE:
-                with raw.cursor() as cursor:
-                    cursor.execute("ROLLBACK")
-        if raw.autocommit != wanted:
-            raw.autocommit = wanted
-        if store.options.reset == "discard":
-            with raw.cursor() as cursor:
-                cursor.execute("DISCARD ALL")
-            # DISCARD ALL resets the time zone and role Django set up: set them again.
-            if self._configure_connection(raw) and not raw.autocommit:
-                raw.commit()
-            with store.cond:
-                store.counters.resets += 1
-        if liveness.transaction_status(raw) != liveness.TRANSACTION_IDLE:
-            store.discard(record, counter="reset_failed")
-            return False
-        return True
-
-    def _note_leak(self, record, status):
-        info = self.persistent_lease_info or {}
-        path = info.get("path") or current_path() or "(outside a request)"
-        store = record.store
-        with store.cond:
-            first = store.counters.note_leak(path)
-        aborted = status == liveness.TRANSACTION_INERROR
-        state = "idle in transaction (aborted)" if aborted else "idle in transaction"
-        message = (
-            "rolled back a transaction left open by %s (database '%s', backend %s was %s); "
-            "commit or roll back inside the request, e.g. with transaction.atomic()"
-        )
-        if first:
-            logger.warning(
-                message + ". Further leaks from this path are only counted in "
-                "persistent_backend.stats()['%s']['leaked_by_path'].",
-                path,
-                self.alias,
-                record.backend_pid,
-                state,
-                self.alias,
-            )
-        else:
-            logger.debug(message, path, self.alias, record.backend_pid, state)
-
-    def _reopen(self, store):
-        """After a recycle: open the replacement now, so the next request does not wait."""
-        if not store.reserve():
-            return
-        try:
-            super().connect()
-            record = self._new_record(store)
-        except Exception as exc:
-            store.open_failed()
-            logger.info("could not reopen a connection to '%s': %s", self.alias, exc)
-            self._drop_half_open()
-            self._detach()
-            return
-        store.opened(record, in_use=False)
-        self._detach()
-
-    def _detach(self):
-        self.connection = None
-        self.persistent_record = None
-        self._connection_pid = None
-        self.in_atomic_block = False
-        self.needs_rollback = False
-        self.run_on_commit = []
 
     # -- closing for real ---------------------------------------------------------------
     def _close(self):
@@ -285,13 +184,16 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if self.connection is not None and self._connection_pid not in (None, os.getpid()):
             self._forget_inherited()
             return
+        self.persistent_pinned = None
         if record is None:
             return super()._close()
         self.persistent_record = None
         record.store.discard(record)
 
     def close(self):
-        """Close this connection and the store's idle ones (``connections.close_all()``)."""
+        """Close this connection and the store's idle ones: Django's ``close_all()`` (before
+        fork, in management commands) calls ``close()`` on this thread's objects only, and
+        idle kept connections belong to no thread (docs/guarantees.md)."""
         super().close()
         store = self.persistent_store(create=False)
         if store is not None:
@@ -311,22 +213,32 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def after_fork_in_child(self):
         """Called in a forked child (os.register_at_fork): drop what the parent held.
 
-        Inside an atomic block the handle stays attached but neutralized: the parent's
-        transaction cannot continue in the child, so its queries fail cleanly.
+        Inside an atomic block or a pinned unit of work the handle stays attached but
+        neutralized: the parent's transaction or session state cannot continue in the
+        child, so its queries fail cleanly instead of running on a new session.
         """
         if self.connection is None:
             return
-        if self.in_atomic_block:
+        if self._bound_to_its_session():
             neutralize(self.connection)
         else:
             self._forget_inherited()
 
+    def _bound_to_its_session(self):
+        return self.in_atomic_block or self.persistent_pinned is not None
+
     @async_unsafe
     def create_cursor(self, name=None):
         if self.connection is not None and self._connection_pid not in (None, os.getpid()):
-            # A fork() that skipped Python's at-fork hooks: drop the parent's connection.
-            self._forget_inherited()
-            self.connect()
+            # A fork() that skipped Python's at-fork hooks, or a transaction / pinned unit
+            # of work inherited from the parent (whose statements must fail).
+            if self._bound_to_its_session():
+                neutralize(self.connection)
+            else:
+                self._forget_inherited()
+                self.connect()
+        if name is not None:
+            self.persistent_pin("server_side_cursor")  # WITH HOLD outside a transaction
         return super().create_cursor(name)
 
     @contextmanager
@@ -345,6 +257,12 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 else:
                     self.close()
 
+    def make_cursor(self, cursor):
+        return PersistentCursorWrapper(cursor, self)
+
+    def make_debug_cursor(self, cursor):
+        return PersistentCursorDebugWrapper(cursor, self)
+
     @cached_property
     def pg_version(self):
         """The server version, known to the store: no checkout for a new thread's wrapper."""
@@ -353,53 +271,6 @@ class DatabaseWrapper(base.DatabaseWrapper):
             return store.server_version
         with self.temporary_connection():
             return self.connection.info.server_version
-
-    # -- statements that survive a lost connection (cursors.py) -------------------------
-    def make_cursor(self, cursor):
-        return PersistentCursorWrapper(cursor, self)
-
-    def make_debug_cursor(self, cursor):
-        return PersistentCursorDebugWrapper(cursor, self)
-
-    def persistent_may_retry(self, raw_cursor):
-        """May a statement on ``raw_cursor`` move to another connection (no I/O)?"""
-        record = self.persistent_record
-        raw = self.connection
-        return (
-            record is not None
-            and raw is not None
-            and record.raw is raw
-            and record.store.options.retry
-            and not self.in_atomic_block
-            and self.autocommit
-            and getattr(raw_cursor, "name", None) is None
-            and liveness.transaction_status(raw) == liveness.TRANSACTION_IDLE
-        )
-
-    def persistent_probe(self):
-        """The checkout probe, before a write is sent (zero round trip)."""
-        return liveness.probe(self.connection, self.persistent_record.ssl)
-
-    def persistent_connection_lost(self):
-        raw = self.connection
-        return raw is not None and not liveness.status_ok(raw)
-
-    def persistent_replace(self, cursor_wrapper, reason, detail, sent):
-        """Drop the dead connection, take another, and point ``cursor_wrapper`` at it."""
-        record = self.persistent_record
-        store = record.store
-        store.discard(record, reason=reason or "closed", detail=detail)
-        self._detach()
-        with store.cond:
-            store.counters.retried_statements += 1
-        logger.info(
-            "%s on another connection to '%s' (%s)",
-            "retrying a read" if sent else "sending a statement",
-            self.alias,
-            current_path() or "outside a request",
-        )
-        self.ensure_connection()
-        cursor_wrapper.cursor = self.create_cursor()
 
     # -- zero-round-trip health -------------------------------------------------------
     def is_usable(self):

@@ -18,6 +18,7 @@ logger = logging.getLogger("persistent_backend")
 
 _lock = threading.Lock()
 _stores = {}  # alias -> Store (the current one for the alias' current settings)
+_retired = []  # retired stores with connections still open (in use, or abandoned)
 _wrappers = weakref.WeakSet()  # every persistent DatabaseWrapper (to neutralize on fork)
 _slot_ids = itertools.count(1)
 _housekeeper = None
@@ -47,6 +48,8 @@ def store_for(wrapper, create=True):
         return None
     pid = os.getpid()
     key = settings_key(wrapper)
+    if _retired:
+        drain_retired()
     store = _stores.get(wrapper.alias)
     if store is not None and store.key == key and store.owner_pid == pid and not store.retired:
         return store
@@ -60,7 +63,7 @@ def store_for(wrapper, create=True):
         new = new_store(wrapper, key)
         _stores[wrapper.alias] = new
     if store is not None and store.owner_pid == pid:
-        store.retire()
+        _retire(store)
     logger.log(
         logging.INFO if new.shape.server != "other" else logging.DEBUG,
         "database '%s' in pid %d: %s mode (%s)%s",
@@ -102,9 +105,32 @@ def track_wrapper(wrapper):
 
 def _slot_gone(alias, slot):
     # Runs from the garbage collector: no lock may be taken here.
-    store = _stores.get(alias)
-    if store is not None:
-        store.orphan_slot(slot)
+    for store in [_stores.get(alias), *_retired]:
+        if store is not None and store.alias == alias:
+            store.orphan_slot(slot)
+
+
+def _retire(store):
+    """Retire ``store``; its connections still open are closed when returned, and the
+    ones a finished thread abandoned by ``drain_retired()`` (next checkout, housekeeping)."""
+    closed = store.retire()
+    if not store.settled():
+        with _lock:
+            if store not in _retired:
+                _retired.append(store)
+    return closed
+
+
+def drain_retired():
+    """Close what retired stores still hold for threads that ended; forget settled ones."""
+    for store in list(_retired):
+        if store.owner_pid != os.getpid():
+            continue
+        store.housekeep()
+        if store.settled():
+            with _lock:
+                if store in _retired:
+                    _retired.remove(store)
 
 
 def on_request_started(sender):
@@ -115,7 +141,7 @@ def on_request_started(sender):
             for store in switch:
                 del _stores[store.alias]
         for store in switch:
-            store.retire()
+            _retire(store)
 
 
 def close_all():
@@ -134,7 +160,7 @@ def reset():
         for store in current:
             _stores.pop(store.alias, None)
     for store in current:
-        closed += store.retire()
+        closed += _retire(store)
     return closed
 
 
@@ -146,10 +172,11 @@ def _after_fork_in_child():
     every inherited socket is pointed at /dev/null so nothing the child does can reach the
     parent's sessions. Django connection objects still holding one reconnect on next use.
     """
-    global _lock, _stores, _housekeeper
-    inherited = list(_stores.values())
+    global _lock, _stores, _retired, _housekeeper
+    inherited = list(_stores.values()) + _retired
     _lock = threading.Lock()
     _stores = {}
+    _retired = []
     _housekeeper = None
     for store in inherited:
         for record in list(store.records):
@@ -177,6 +204,7 @@ class Housekeeper(threading.Thread):
             if self.wakeup.wait(min(intervals, default=30.0)):
                 self.wakeup.clear()
                 continue
+            drain_retired()
             for store in stores():
                 if store.housekeeping:
                     try:

@@ -30,7 +30,11 @@ class Counters:
         self.pings = 0
         self.resets = 0
         self.connect_seconds = 0.0
-        self.retried_statements = 0
+        self.retried_statements = 0  # moved to a new connection before being sent
+        self.retry_refusals = {}  # lost under a statement that could not move, by reason
+        self.pinned = 0  # units of work pinned (session state), by kind below
+        self.pinned_by_reason = {}
+        self.pinned_resets = 0  # DISCARD ALL run because the unit of work was pinned
 
     def note_leak(self, path):
         """Count a leaked transaction; True if it is the first one from ``path``."""
@@ -60,6 +64,10 @@ class Counters:
             "resets": self.resets,
             "connect_seconds": round(self.connect_seconds, 6),
             "retried_statements": self.retried_statements,
+            "retry_refusals": dict(self.retry_refusals),
+            "pinned": self.pinned,
+            "pinned_by_reason": dict(self.pinned_by_reason),
+            "pinned_resets": self.pinned_resets,
         }
 
 
@@ -108,6 +116,8 @@ def current_connection_info(alias="default"):
     now = time.monotonic()
     result = dict(info)
     result["pid"] = os.getpid()
+    pinned = wrapper.persistent_pinned
+    result["pinned"] = pinned.reason if pinned is not None else None
     if record is not None and record.backend_pid == info["backend_pid"]:
         result.update(age_seconds=round(record.age(now), 3), uses=record.uses, held=True)
     else:

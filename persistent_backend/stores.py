@@ -29,6 +29,15 @@ class CheckoutTimeout(OperationalError):
     """No connection became free within ``checkout_timeout`` (shown as a 503 by the site)."""
 
 
+class Wait:
+    """One checkout's deadline, set when it first has to wait (shared by its rounds)."""
+
+    __slots__ = ("deadline",)
+
+    def __init__(self):
+        self.deadline = None
+
+
 class Store:
     def __init__(self, alias, key, options, mode, max_size, shape, mode_reason, is_psycopg3):
         self.alias = alias
@@ -58,14 +67,16 @@ class Store:
         """A live idle connection (``Record``, now in use), or None: the caller must open
         one, holding the reservation taken here (then ``opened()`` or ``open_failed()``).
 
-        Raises ``CheckoutTimeout`` when the store is full for ``checkout_timeout`` seconds.
+        Raises ``CheckoutTimeout`` when the store is full for ``checkout_timeout`` seconds
+        in total, however many dead idle connections the wait meets on the way.
         """
+        wait = Wait()
         while True:
             stale = []
             try:
                 with self.cond:
                     self._drain_orphans(stale)
-                    record = self._wait(slot, stale)
+                    record = self._wait(slot, stale, wait)
                     if record is None:
                         self.opening += 1
                     else:
@@ -80,9 +91,9 @@ class Store:
                 return record
             self.discard(record, reason=verdict.reason, detail=verdict.detail)
 
-    def _wait(self, slot, stale):
+    def _wait(self, slot, stale, wait):
         """Under the lock: an idle connection, or None when there is room to open one."""
-        waited_since = None
+        waited_since = None  # this round (the counters add up rounds)
         while True:
             record = self._take_idle(slot)
             if record is not None or self._has_room():
@@ -92,8 +103,10 @@ class Store:
             now = time.monotonic()
             if waited_since is None:
                 waited_since = now
-                self.counters.checkout_waits += 1
-            remaining = self.options.checkout_timeout - (now - waited_since)
+                if wait.deadline is None:
+                    wait.deadline = now + self.options.checkout_timeout
+                    self.counters.checkout_waits += 1
+            remaining = wait.deadline - now
             if remaining <= 0:
                 self.counters.checkout_timeouts += 1
                 self.counters.checkout_wait_seconds += now - waited_since
@@ -148,10 +161,15 @@ class Store:
         to_close = []
         with self.cond:
             self.opening -= 1
-            self.records.add(record)
             self.counters.opened += 1
             self.counters.connect_seconds += connect_seconds
-            if not in_use:
+            if not in_use and self.retired:
+                # Retired while it was being opened: nobody would ever take it from here.
+                self.counters.closed += 1
+                to_close.append(record)
+            else:
+                self.records.add(record)
+            if not in_use and not self.retired:
                 self._put_idle(record, to_close)
                 self.cond.notify()
         self._close_all(to_close)
@@ -332,6 +350,11 @@ class Store:
         with self.cond:
             self.retired = True
         return self.close_idle()
+
+    def settled(self):
+        """Retired with nothing left open (registry stops draining it)."""
+        with self.cond:
+            return self.retired and not self.records and not self.opening
 
     def orphan_slot(self, slot):
         """A thread's Django connection object was garbage-collected (thread ended)."""

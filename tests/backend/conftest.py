@@ -229,3 +229,29 @@ def own_application_name():
     from persistent_backend.options import application_name
 
     return application_name("site", os.getpid())
+
+
+@pytest.fixture
+def scratch(observer):
+    """The sequence that counts statement starts, and what the statements need."""
+    observer.query(
+        "DO $$ BEGIN CREATE ROLE pb_tenant; EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+    )
+    for sql in [
+        "DROP TABLE IF EXISTS pb_into",
+        "DROP SEQUENCE IF EXISTS pb_runs",
+        "CREATE SEQUENCE pb_runs",
+        "CREATE SEQUENCE IF NOT EXISTS pb_other",
+        "CREATE OR REPLACE FUNCTION pb_side_effect() RETURNS bigint LANGUAGE sql "
+        "AS $$ SELECT nextval('pb_runs') $$",
+    ]:
+        observer.query(sql, dbname=observer.dbname)
+    return observer
+
+
+def runs(observer):
+    """How many times a RUN_ONCE statement started (the sequence is not transactional)."""
+    ((value, called),) = observer.query(
+        "SELECT last_value, is_called FROM pb_runs", dbname=observer.dbname
+    )
+    return value if called else 0

@@ -117,11 +117,16 @@ def test_discard_resets_session_state(site, persistent):
     assert resets == 2
 
 
-def test_rollback_reset_keeps_session_state(site, persistent):
-    """The default (``reset: "rollback"``) costs nothing and keeps session settings."""
-    with persistent(mode="process", reset="rollback"):
+def test_session_state_never_reaches_the_next_request_even_with_rollback_reset(site, persistent):
+    """``reset: "rollback"`` (the default) costs nothing for requests without session
+    state; one that set some is pinned and reset with DISCARD ALL all the same."""
+    with database_time_zone("America/Lima"), persistent(mode="process", reset="rollback"):
         backend_pid = int(site.get("/set-state/"))
         state = site.json("/get-state/")
-    assert state["backend_pid"] == backend_pid
-    assert state["statement_timeout"] == "1234ms"
-    assert (state["temp_table"], state["advisory_locks"], state["prepared"]) == (True, 1, 1)
+        stats = default_stats()
+    assert state["backend_pid"] == backend_pid  # the same session, reset
+    assert state["statement_timeout"] == "0"
+    assert (state["temp_table"], state["advisory_locks"], state["prepared"]) == (False, 0, 0)
+    assert state["timezone"] == "America/Lima"
+    assert stats["pinned"] == 1 and stats["pinned_by_reason"] == {"set": 1}
+    assert stats["resets"] == stats["pinned_resets"] == 1

@@ -11,7 +11,6 @@ from django.db import (
     transaction,
 )
 
-from persistent_backend.cursors import RETRIES
 from tests.backend.conftest import default_stats, wait_until
 
 
@@ -42,9 +41,8 @@ def test_terminated_pool_connections_are_replaced(site, persistent, observer):
 
 
 def test_death_mid_request_is_a_503_then_the_next_request_works(site, persistent):
-    """A statement that ends its own session (pg_terminate_backend(pg_backend_pid())) dies
-    on every connection it is retried on (cursors.RETRIES times): a 503, then the next
-    request works."""
+    """A statement that ends its own session (pg_terminate_backend(pg_backend_pid())) was
+    sent: it is never sent again. A 503, then the next request works."""
     with persistent(mode="process"):
         first = site.json("/pid/")["backend_pid"]
         status, body = site.request("/kill-self/")
@@ -53,8 +51,9 @@ def test_death_mid_request_is_a_503_then_the_next_request_works(site, persistent
         second = site.json("/pid/")["backend_pid"]
         assert second != first
         stats = default_stats()
-        assert stats["retried_statements"] == RETRIES
-        assert stats["reconnects"]["broken"] == 1 + RETRIES
+        assert stats["retried_statements"] == 0
+        assert stats["retry_refusals"] == {"sent": 1}
+        assert stats["reconnects"]["broken"] == 1
         assert stats["size"] == 1
 
 
@@ -95,17 +94,17 @@ def kill(observer, pid):
     observer.query("SELECT pg_terminate_backend(%s, 10000)", [pid])
 
 
-def test_kill_between_statements_a_read_moves_to_a_new_connection(persistent, observer):
-    """Outside a transaction, a read whose connection the server ended is run again on a
-    new one (cursors.py): it ran in a transaction of its own, rolled back by the kill."""
+def test_kill_between_statements_a_statement_moves_before_it_is_sent(persistent, observer):
+    """Outside a transaction, the probe before sending sees the session the server ended:
+    the statement goes to a new connection, never having been sent to the old one."""
     with persistent(mode="process"):
         first = backend_pid()
         kill(observer, first)
         second = backend_pid()
         assert second != first
         stats = default_stats()
-        assert stats["retried_statements"] == 1
-        assert stats["reconnects"]["broken"] == 1 and stats["size"] == 1
+        assert stats["retried_statements"] == 1 and stats["retry_refusals"] == {}
+        assert stats["reconnects"]["terminated"] == 1 and stats["size"] == 1
 
 
 def test_kill_between_statements_fails_that_unit_of_work_with_retry_off(persistent, observer):
@@ -119,6 +118,7 @@ def test_kill_between_statements_fails_that_unit_of_work_with_retry_off(persiste
         assert backend_pid() != first  # the next unit of work reconnects
         assert default_stats()["reconnects"]["broken"] == 1
         assert default_stats()["retried_statements"] == 0
+        assert default_stats()["retry_refusals"] == {"disabled": 1}
 
 
 def test_nothing_is_retried_inside_a_transaction(persistent, observer):
@@ -130,6 +130,7 @@ def test_nothing_is_retried_inside_a_transaction(persistent, observer):
         close_old_connections()
         backend_pid()
         assert default_stats()["retried_statements"] == 0
+        assert default_stats()["retry_refusals"] == {"transaction": 1}
 
 
 def test_a_write_cut_off_mid_statement_is_not_run_again(persistent, observer):
@@ -149,6 +150,7 @@ def test_a_write_cut_off_mid_statement_is_not_run_again(persistent, observer):
         close_old_connections()
         assert count_categories("cut-off") == 0
         assert default_stats()["retried_statements"] == 0
+        assert default_stats()["retry_refusals"] == {"sent": 1}
 
 
 def test_a_write_goes_to_a_new_connection_if_the_old_one_is_already_dead(persistent, observer):

@@ -12,6 +12,7 @@ from django.urls import path
 
 import persistent_backend
 from catalog.models import Category
+from tests.backend import pinviews
 
 # The thread stress test's shared state: backend pid -> token of the request using it.
 exclusive_lock = threading.Lock()
@@ -153,4 +154,8 @@ urlpatterns = [
     path("kill-self/", kill_self),
     path("hold/", hold),
     path("iterate/", iterate),
+    path("state-then-kill/<str:kind>/", pinviews.state_then_kill),
+    path("run-once/<str:kind>/", pinviews.run_once),
+    path("sleep/", pinviews.sleep),
+    path("atomic-sleep/", pinviews.atomic_sleep),
 ]

@@ -1,9 +1,11 @@
 """Fault 1: pg_terminate_backend() of every site connection, repeatedly, during load.
 
-Figure: failed requests (target 0). A kept connection killed while idle is noticed by the
-zero-round-trip probe at checkout and replaced; one killed under a request's feet is
-replaced by the backend's statement retry (README "Reliability and security"). Either
-way the visitor gets the page.
+Figure: failed requests. A kept connection killed while idle is noticed by the
+zero-round-trip probe at checkout and replaced; one killed between two statements of a
+request is noticed by the same probe before the next statement, which moves to a new
+connection. Either way the visitor gets the page. A statement the kill caught in flight
+(sent, perhaps running) is never sent again (docs/guarantees.md): that request gets the
+clear 503 page, as with Django's backend, and is counted in ``retry_refusals["sent"]``.
 """
 
 import time
@@ -34,6 +36,7 @@ def run_terminate(server, site_db, pages, figures, *, total, rate, rounds, inter
 
     stats = harness.process_stats(server)
     retried = harness.total(stats, "retried_statements")
+    in_flight = sum(s.get("retry_refusals", {}).get("sent", 0) for s in stats.values())
     killed = sum(len(targets) for _, targets in kills)
     rounds_with_kills = sum(1 for _, targets in kills if targets)
     recoveries = [harness.recovery(results, moment, pids)[0] for moment, _ in kills]
@@ -48,7 +51,8 @@ def run_terminate(server, site_db, pages, figures, *, total, rate, rounds, inter
             notes=[
                 f"{rounds} rounds, {killed} sessions killed",
                 f"{retried} statements moved to a new connection",
-                f"{len(failed)} failed (target 0)",
+                f"{in_flight} cut off in flight, never re-sent",
+                f"{len(failed)} failed (target: only those)",
             ],
         )
     )
@@ -56,11 +60,14 @@ def run_terminate(server, site_db, pages, figures, *, total, rate, rounds, inter
     # Every round found site sessions to kill: the site kept (and re-opened) connections.
     assert rounds_with_kills >= rounds - 1, kills
     assert killed >= rounds
-    # No 500, nothing lost, and every failure (target: none) a clear 503.
+    # No 500, nothing lost, and every failure a clear 503 for a statement cut off in flight.
     figures_ = counts(results)
     assert figures_["500"] == 0 and figures_["other"] == 0, harness.explain(failed, origin)
     assert all(harness.clear_503(r) for r in failed), harness.explain(failed, origin)
-    assert not failed, f"{len(failed)} failed requests:\n{harness.explain(failed, origin)}"
+    assert len(failed) <= in_flight, (
+        f"{len(failed)} failed requests, {in_flight} statements cut off in flight:\n"
+        + harness.explain(failed, origin)
+    )
     # After the last kill every process served pages again.
     assert recoveries[-1] is not None or len(measured) >= rounds - 1, recoveries
     return row

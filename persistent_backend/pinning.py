@@ -1,0 +1,166 @@
+"""Pinning: a unit of work whose session carries state never changes connection silently.
+
+A unit of work (a request, or what runs between two ``close_old_connections()``) is
+*pinned* once it sent a statement that leaves state on its session (``sessionstate.py``)
+or called ``persistent_backend.pin()``. From then on:
+
+* no statement moves to another connection: if the server ends the session, the next
+  statement fails exactly as with Django's backend (the site's 503 page) and the dead
+  connection is dropped at the end of the unit of work; the next one works;
+* at the end of the unit of work the connection is reset with ``DISCARD ALL`` (then
+  Django's own setup: time zone, role) before it goes back to its store, whatever
+  ``reset`` says, or closed when ``DISCARD ALL`` cannot undo the state (``LISTEN``,
+  ``LOAD``, ``dblink``, statements that could not be classified).
+
+``DatabaseWrapper`` gets the statement hooks ``cursors.RetryMixin`` calls from here.
+"""
+
+import logging
+from dataclasses import dataclass
+
+from persistent_backend import liveness, sessionstate
+from persistent_backend.cursors import RETRIES
+from persistent_backend.request_context import current_path
+
+logger = logging.getLogger("persistent_backend")
+
+REFUSALS = {
+    "sent": "it was already sent: the server may have run it",
+    "transaction": "a transaction was open: it ended with the session",
+    "server_side_cursor": "a server-side cursor lives on the old session",
+    "pinned": "the unit of work is pinned: its session state is gone",
+    "disabled": 'OPTIONS["persistent"]["retry"] is False',
+}
+
+
+@dataclass(frozen=True)
+class Pin:
+    reason: str
+    drop: bool = False  # close the connection at the end instead of DISCARD ALL
+
+
+class Pinned:
+    """What ``pin()`` returns; usable as a context manager for readability only: the pin
+    lasts until the unit of work ends, since the state the block created does too."""
+
+    def __init__(self, wrapper):
+        self.wrapper = wrapper
+
+    def __enter__(self):
+        return self.wrapper
+
+    def __exit__(self, *exc_info):
+        return False
+
+
+def pin(using=None, drop=False):
+    """Pin the current unit of work's connection to database ``using`` (default alias).
+
+    Call it before (or right after) setting session state the backend cannot see, e.g.
+    inside a function: its connection is never replaced under it, and at the end it is
+    reset with ``DISCARD ALL`` (``drop=True``: closed). A no-op for other ENGINEs.
+    """
+    from django.db import DEFAULT_DB_ALIAS, connections
+
+    wrapper = connections[using or DEFAULT_DB_ALIAS]
+    if isinstance(wrapper, SessionMixin):
+        wrapper.persistent_pin("pin()", drop=drop)
+    return Pinned(wrapper)
+
+
+class SessionMixin:
+    """The DatabaseWrapper's side of pinning and of the move-before-sending rule."""
+
+    persistent_pinned = None  # a Pin while the unit of work is pinned
+
+    def persistent_pin(self, reason, drop=False):
+        pinned = self.persistent_pinned
+        if pinned is None:
+            self.persistent_pinned = Pin(reason, drop)
+            logger.debug("'%s' pinned (%s) in %s", self.alias, reason, current_path())
+        elif drop and not pinned.drop:
+            self.persistent_pinned = Pin(pinned.reason, True)
+
+    def persistent_in_transaction(self):
+        return (
+            self.in_atomic_block
+            or not self.autocommit
+            or liveness.transaction_status(self.connection) != liveness.TRANSACTION_IDLE
+        )
+
+    def persistent_before_statement(self, cursor_wrapper, sql):
+        """Before sending: move a dead connection if allowed, note session state.
+
+        Returns why the statement could not move if its connection is lost (None: it
+        could, and was probed)."""
+        record = self.persistent_record
+        if record is None or self.connection is None or record.raw is not self.connection:
+            return None  # not a kept connection: Django's behaviour, nothing to count
+        in_transaction = self.persistent_in_transaction()
+        refusal = self._persistent_refusal(cursor_wrapper.cursor, in_transaction)
+        if refusal is None:
+            self._persistent_move_if_dead(cursor_wrapper)
+        text = sessionstate.text_of(sql, self.connection)
+        if text is None:
+            effect = sessionstate.Effect("unclassified: composed SQL", drop=True)
+        else:
+            effect = sessionstate.classify(text, in_transaction)
+        if effect.reason:
+            self.persistent_pin(effect.reason, drop=effect.drop)
+        return refusal
+
+    def _persistent_refusal(self, raw_cursor, in_transaction):
+        if not self.persistent_record.store.options.retry:
+            return "disabled"
+        if in_transaction:
+            return "transaction"
+        if getattr(raw_cursor, "name", None) is not None:
+            return "server_side_cursor"
+        if self.persistent_pinned is not None:
+            return "pinned"
+        return None
+
+    def _persistent_move_if_dead(self, cursor_wrapper):
+        for _ in range(RETRIES):
+            verdict = liveness.probe(self.connection, self.persistent_record.ssl)
+            if verdict.alive:
+                return
+            self._persistent_replace(cursor_wrapper, verdict)
+
+    def _persistent_replace(self, cursor_wrapper, verdict):
+        """Drop the dead connection, take another, and point ``cursor_wrapper`` at it."""
+        record = self.persistent_record
+        store = record.store
+        store.discard(record, reason=verdict.reason or "closed", detail=verdict.detail)
+        self._detach()
+        with store.cond:
+            store.counters.retried_statements += 1
+        logger.info(
+            "sending a statement on another connection to '%s' (%s): the previous one "
+            "was lost before it was sent",
+            self.alias,
+            current_path() or "outside a request",
+        )
+        self.ensure_connection()
+        cursor_wrapper.cursor = self.create_cursor()
+
+    def persistent_statement_failed(self, refusal):
+        """A statement failed: if its connection was lost, count why it was not moved."""
+        record = self.persistent_record
+        if record is None or not self.persistent_connection_lost():
+            return
+        reason = refusal or "sent"
+        store = record.store
+        with store.cond:
+            refusals = store.counters.retry_refusals
+            refusals[reason] = refusals.get(reason, 0) + 1
+        logger.info(
+            "connection to '%s' lost under a statement (%s); not sent again: %s",
+            self.alias,
+            current_path() or "outside a request",
+            REFUSALS[reason],
+        )
+
+    def persistent_connection_lost(self):
+        raw = self.connection
+        return raw is not None and not liveness.status_ok(raw)
