@@ -10,7 +10,7 @@ modes and options. Public helpers:
   connection is never replaced under it, and is reset at the end); see pinning.py.
 """
 
-from persistent_backend import request_context as _request_context  # noqa: F401  (connects the signals)
+from persistent_backend import signals as _signals  # noqa: F401  (connects the receivers)
 from persistent_backend.pinning import pin
 from persistent_backend.registry import close_all
 from persistent_backend.stats import current_connection_info, stats

@@ -83,8 +83,7 @@ class DatabaseWrapper(ReturnMixin, SessionMixin, base.DatabaseWrapper):
             self._connection_pid = os.getpid()
             return
         if self._forked_from is not None:
-            with store.cond:
-                store.counters.reconnects["fork"] += 1
+            store.count("reconnects", "fork")
             logger.info(
                 "pid %d: not using the connection to '%s' inherited from pid %s (fork)",
                 os.getpid(),
@@ -105,8 +104,7 @@ class DatabaseWrapper(ReturnMixin, SessionMixin, base.DatabaseWrapper):
                 raise
             store.opened(record, in_use=True, connect_seconds=time.monotonic() - started)
             store.server_version = self.connection.info.server_version
-            if not store.budget_checked:
-                store.budget_checked = True
+            if store.first_connection():
                 from persistent_backend.checks import log_runtime_checks
 
                 log_runtime_checks(self, store)

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, fields
 
 from django.core.exceptions import ImproperlyConfigured
 
+from persistent_backend import pgbouncer
+
 MODES = ("auto", "process", "thread", "pool")
 RESETS = ("rollback", "discard")
 # PostgreSQL truncates application_name to NAMEDATALEN - 1 bytes.
@@ -98,8 +100,6 @@ class Options:
             fail("application_name", "use a non-empty string")
         if self.hostname is not None and not _valid_hostname(self.hostname):
             fail("hostname", "use a non-empty name without ':' or spaces (at most 63 bytes)")
-        from persistent_backend import pgbouncer
-
         pgbouncer.validate_options(self, fail)
 
     def as_dict(self):

@@ -133,8 +133,7 @@ class SessionMixin:
         store = record.store
         store.discard(record, reason=verdict.reason or "closed", detail=verdict.detail)
         self._detach()
-        with store.cond:
-            store.counters.retried_statements += 1
+        store.count("retried_statements")
         logger.info(
             "sending a statement on another connection to '%s' (%s): the previous one "
             "was lost before it was sent",
@@ -150,10 +149,7 @@ class SessionMixin:
         if record is None or not self.persistent_connection_lost():
             return
         reason = refusal or "sent"
-        store = record.store
-        with store.cond:
-            refusals = store.counters.retry_refusals
-            refusals[reason] = refusals.get(reason, 0) + 1
+        record.store.count("retry_refusals", reason)
         logger.info(
             "connection to '%s' lost under a statement (%s); not sent again: %s",
             self.alias,

@@ -91,26 +91,22 @@ class ReturnMixin:
         self._configure_connection(raw)
         if not autocommit:
             raw.autocommit = False
-        with store.cond:
-            store.counters.resets += 1
-            if pinned:
-                store.counters.pinned_resets += 1
+        store.count("resets")
+        if pinned:
+            store.count("pinned_resets")
 
     def _note_pin(self, store):
         pinned = self.persistent_pinned
         if pinned is not None:
             kind = pinned.reason.split(":", 1)[0]  # "unclassified: DO" -> "unclassified"
-            with store.cond:
-                store.counters.pinned += 1
-                by_reason = store.counters.pinned_by_reason
-                by_reason[kind] = by_reason.get(kind, 0) + 1
+            store.count("pinned")
+            store.count("pinned_by_reason", kind)
 
     def _note_leak(self, record, status):
         info = self.persistent_lease_info or {}
         path = info.get("path") or current_path() or "(outside a request)"
         store = record.store
-        with store.cond:
-            first = store.counters.note_leak(path)
+        first = store.note_leak(path)
         aborted = status == liveness.TRANSACTION_INERROR
         state = "idle in transaction (aborted)" if aborted else "idle in transaction"
         message = (

@@ -20,7 +20,7 @@ from collections import deque
 from django.db.utils import OperationalError
 
 from persistent_backend import environment, liveness
-from persistent_backend.stats import Counters
+from persistent_backend.counters import Counters
 
 logger = logging.getLogger("persistent_backend")
 
@@ -51,15 +51,15 @@ class Store:
         self.housekeeping = environment.housekeeping_interval(options, shape)
         self.owner_pid = os.getpid()
         self.created = time.monotonic()
-        self.cond = threading.Condition(threading.Lock())
+        self._cond = threading.Condition(threading.Lock())
         self.records = set()  # every open connection of this store
         self.idle = []  # pool/process: idle connections, most recently used last
         self.slots = {}  # thread: slot id -> idle connection of that thread
         self.opening = 0  # reservations: connections being opened
         self.retired = False
         self.orphaned_slots = deque()  # Django connection objects that were collected
-        self.counters = Counters()
-        self.budget_checked = False
+        self._counters = Counters()
+        self._budget_checked = False
         self.server_version = None  # libpq's server_version of this store's connections
 
     # -- lending ---------------------------------------------------------------------
@@ -74,7 +74,7 @@ class Store:
         while True:
             stale = []
             try:
-                with self.cond:
+                with self._cond:
                     self._drain_orphans(stale)
                     record = self._wait(slot, stale, wait)
                     if record is None:
@@ -98,18 +98,18 @@ class Store:
             record = self._take_idle(slot)
             if record is not None or self._has_room():
                 if waited_since is not None:
-                    self.counters.checkout_wait_seconds += time.monotonic() - waited_since
+                    self._counters.checkout_wait_seconds += time.monotonic() - waited_since
                 return record
             now = time.monotonic()
             if waited_since is None:
                 waited_since = now
                 if wait.deadline is None:
                     wait.deadline = now + self.options.checkout_timeout
-                    self.counters.checkout_waits += 1
+                    self._counters.checkout_waits += 1
             remaining = wait.deadline - now
             if remaining <= 0:
-                self.counters.checkout_timeouts += 1
-                self.counters.checkout_wait_seconds += now - waited_since
+                self._counters.checkout_timeouts += 1
+                self._counters.checkout_wait_seconds += now - waited_since
                 raise CheckoutTimeout(
                     f"persistent_backend: no free connection for database '{self.alias}' "
                     f"within {self.options.checkout_timeout:g}s ({self.mode} mode, "
@@ -117,7 +117,7 @@ class Store:
                 )
             # In slices: a thread that died holding a connection frees it only through
             # the garbage collector, which cannot notify (it must not take this lock).
-            self.cond.wait(min(remaining, 0.5))
+            self._cond.wait(min(remaining, 0.5))
             self._drain_orphans(stale)
 
     def _take_idle(self, slot):
@@ -142,49 +142,49 @@ class Store:
         verdict = liveness.probe(record.raw, record.ssl)
         if verdict.alive and options.ping_after is not None:
             if now - record.last_used >= options.ping_after:
-                with self.cond:
-                    self.counters.pings += 1
+                with self._cond:
+                    self._counters.pings += 1
                 verdict = liveness.ping(record.raw, self.is_psycopg3)
         return verdict
 
     def _lend(self, record, reused, holder):
-        with self.cond:
+        with self._cond:
             record.in_use = True
             record.holder = holder
             record.uses += 1
-            self.counters.requests += 1
+            self._counters.requests += 1
             if reused:
-                self.counters.reuses += 1
+                self._counters.reuses += 1
 
     def opened(self, record, in_use=True, connect_seconds=0.0):
         """A connection the caller opened with a reservation from ``acquire``/``reserve``."""
         to_close = []
-        with self.cond:
+        with self._cond:
             self.opening -= 1
-            self.counters.opened += 1
-            self.counters.connect_seconds += connect_seconds
+            self._counters.opened += 1
+            self._counters.connect_seconds += connect_seconds
             if not in_use and self.retired:
                 # Retired while it was being opened: nobody would ever take it from here.
-                self.counters.closed += 1
+                self._counters.closed += 1
                 to_close.append(record)
             else:
                 self.records.add(record)
             if not in_use and not self.retired:
                 self._put_idle(record, to_close)
-                self.cond.notify()
+                self._cond.notify()
         self._close_all(to_close)
         if in_use:
             self._lend(record, reused=False, holder=record.slot)
 
     def open_failed(self):
-        with self.cond:
+        with self._cond:
             self.opening -= 1
-            self.counters.connect_failures += 1
-            self.cond.notify()
+            self._counters.connect_failures += 1
+            self._cond.notify()
 
     def reserve(self):
         """Take a reservation for a replacement connection if there is room (no waiting)."""
-        with self.cond:
+        with self._cond:
             if self.retired or not self._has_room():
                 return False
             self.opening += 1
@@ -204,7 +204,7 @@ class Store:
         elif options.max_uses is not None and record.uses >= options.max_uses:
             reason = "uses"
         to_close = []
-        with self.cond:
+        with self._cond:
             record.in_use = False
             record.holder = None
             record.last_used = now
@@ -214,12 +214,12 @@ class Store:
                 self.records.discard(record)
                 to_close.append(record)
                 if reason:
-                    self.counters.recycles[reason] += 1
+                    self._counters.recycles[reason] += 1
                 else:
-                    self.counters.closed += 1  # its store was retired meanwhile
+                    self._counters.closed += 1  # its store was retired meanwhile
             self._sweep(now, to_close)
             self._drain_orphans(to_close)
-            self.cond.notify_all()
+            self._cond.notify_all()
         if reason:
             logger.debug(
                 "recycling backend %s of '%s' (%s: age %.0fs, %d uses)",
@@ -238,7 +238,7 @@ class Store:
             if previous is not None and previous is not record:
                 # A replacement was opened meanwhile: keep one connection per thread.
                 self.records.discard(previous)
-                self.counters.closed += 1
+                self._counters.closed += 1
                 to_close.append(previous)
             self.slots[record.slot] = record
         else:
@@ -266,7 +266,7 @@ class Store:
             else:
                 continue
             self._remove_idle(record)
-            self.counters.recycles[reason] += 1
+            self._counters.recycles[reason] += 1
             to_close.append(record)
 
     def _drain_orphans(self, to_close):
@@ -282,12 +282,12 @@ class Store:
             record = self.slots.pop(slot, None)
             if record is not None:
                 self.records.discard(record)
-                self.counters.closed += 1
+                self._counters.closed += 1
                 to_close.append(record)
             for record in [r for r in self.records if r.in_use and r.holder == slot]:
                 self.records.discard(record)
                 record.in_use = False
-                self.counters.discards["abandoned"] = self.counters.discards.get("abandoned", 0) + 1
+                self._counters.add("discards", "abandoned")
                 to_close.append(record)
                 logger.warning(
                     "a thread ended without returning its connection to '%s' (backend %s): "
@@ -299,18 +299,18 @@ class Store:
 
     def discard(self, record, reason=None, detail="", counter=None):
         """Drop a connection for good: dead (``reason``), recycled, or closed on request."""
-        with self.cond:
+        with self._cond:
             self.records.discard(record)
             record.in_use = False
             if reason and reason.startswith("recycle:"):
-                self.counters.recycles[reason.split(":", 1)[1]] += 1
+                self._counters.recycles[reason.split(":", 1)[1]] += 1
             elif reason:
-                self.counters.reconnects[reason] = self.counters.reconnects.get(reason, 0) + 1
+                self._counters.add("reconnects", reason)
             elif counter:
-                self.counters.discards[counter] = self.counters.discards.get(counter, 0) + 1
+                self._counters.add("discards", counter)
             else:
-                self.counters.closed += 1
-            self.cond.notify_all()
+                self._counters.closed += 1
+            self._cond.notify_all()
         if reason and not reason.startswith("recycle:"):
             logger.info(
                 "discarding dead connection to '%s' (backend %s, %s%s); the next use reconnects",
@@ -325,35 +325,35 @@ class Store:
     def housekeep(self):
         """Close idle connections past ``idle_timeout``/``max_age`` (never busy ones)."""
         to_close = []
-        with self.cond:
+        with self._cond:
             self._sweep(time.monotonic(), to_close)
             self._drain_orphans(to_close)
             if to_close:
-                self.cond.notify_all()
+                self._cond.notify_all()
         self._close_all(to_close)
         return len(to_close)
 
     def close_idle(self):
         """Close every idle connection (``connection.close()``, ``close_all()``)."""
-        with self.cond:
+        with self._cond:
             to_close = self._idle_records()
             for record in to_close:
                 self._remove_idle(record)
-            self.counters.closed += len(to_close)
+            self._counters.closed += len(to_close)
             self._drain_orphans(to_close)
-            self.cond.notify_all()
+            self._cond.notify_all()
         self._close_all(to_close)
         return len(to_close)
 
     def retire(self):
         """The settings changed: close idle connections now, busy ones when returned."""
-        with self.cond:
+        with self._cond:
             self.retired = True
         return self.close_idle()
 
     def settled(self):
         """Retired with nothing left open (registry stops draining it)."""
-        with self.cond:
+        with self._cond:
             return self.retired and not self.records and not self.opening
 
     def orphan_slot(self, slot):
@@ -365,12 +365,28 @@ class Store:
         for record in records:
             record.close()
 
-    # -- statistics --------------------------------------------------------------------
+    # -- counters, statistics ------------------------------------------------------------
+    def count(self, name, key=None, amount=1):
+        """Add to one of the store's counters (see counters.py), under its lock."""
+        with self._cond:
+            self._counters.add(name, key, amount)
+
+    def note_leak(self, path):
+        """Count a transaction leaked by ``path``; True if it is that path's first."""
+        with self._cond:
+            return self._counters.note_leak(path)
+
+    def first_connection(self):
+        """True once per store: its first connection is open (time for the runtime checks)."""
+        with self._cond:
+            first, self._budget_checked = not self._budget_checked, True
+        return first
+
     def snapshot(self):
         now = time.monotonic()
-        with self.cond:
+        with self._cond:
             records = sorted(self.records, key=lambda r: r.created)
-            data = self.counters.as_dict()
+            data = self._counters.as_dict()
             in_use = sum(1 for r in records if r.in_use)
             data.update(
                 alias=self.alias,

@@ -56,7 +56,7 @@ def test_checkout_wait_never_exceeds_checkout_timeout_in_total(site, persistent,
         thread = threading.Thread(target=waiter)
         thread.start()
         try:
-            wait_until(lambda: store.counters.checkout_waits == 1, message="waiter blocked")
+            wait_until(lambda: store.snapshot()["checkout_waits"] == 1, message="waiter blocked")
             time.sleep(timeout * 0.75)
             observer.query("SELECT pg_terminate_backend(%s, 10000)", [held.backend_pid])
             urls.release_hold.set()  # the dead connection goes back to the waiter
