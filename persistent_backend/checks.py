@@ -17,16 +17,11 @@ import logging
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
-from persistent_backend import environment, pgbouncer
+from persistent_backend import deployment, environment, pgbouncer
 from persistent_backend.options import Options
 
 logger = logging.getLogger("persistent_backend")
 ENGINE = "persistent_backend"
-BUDGET_SQL = (
-    "SELECT current_setting('max_connections')::int, "
-    "current_setting('superuser_reserved_connections')::int, "
-    "coalesce(current_setting('reserved_connections', true), '0')::int"
-)
 
 
 def _aliases(databases=None):
@@ -105,7 +100,7 @@ def budget_messages(alias, options, shape, limits):
     if per_process is None or not shape.processes or options.pgbouncer:
         return []  # behind PgBouncer, PostgreSQL sees PgBouncer's pool, not these
     max_connections, superuser_reserved, reserved = limits
-    budget = max_connections - superuser_reserved - reserved
+    budget = deployment.usable_connections(max_connections, superuser_reserved, reserved)
     wanted = per_process * shape.processes
     if wanted <= budget:
         return []
@@ -123,7 +118,7 @@ def budget_messages(alias, options, shape, limits):
 
 
 def server_limits(cursor):
-    cursor.execute(BUDGET_SQL)
+    cursor.execute(deployment.LIMITS_SQL)
     return tuple(cursor.fetchone())
 
 

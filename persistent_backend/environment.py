@@ -3,6 +3,8 @@
 import sys
 from dataclasses import dataclass
 
+from persistent_backend import deployment
+
 _asgi_seen = False
 
 
@@ -83,7 +85,7 @@ def resolve_mode(options, shape):
     if options.mode != "auto":
         return options.mode, "configured"
     if shape.server == "mod_wsgi":
-        mode = "process" if shape.threads == 1 else "pool"
+        mode = deployment.mode_for_threads(shape.threads)
         return mode, f"auto: mod_wsgi daemon with {shape.threads} thread(s) per process"
     if shape.server == "asgi":
         return "pool", "auto: ASGI (a thread per request would leak connections)"

@@ -1,17 +1,14 @@
-"""``OPTIONS["persistent"]``: defaults, validation, libpq defaults and ``application_name``."""
+"""``OPTIONS["persistent"]``: defaults, validation and libpq defaults."""
 
 import math
-import socket
 from dataclasses import asdict, dataclass, fields
 
 from django.core.exceptions import ImproperlyConfigured
 
-from persistent_backend import pgbouncer
+from persistent_backend import deployment, pgbouncer
 
 MODES = ("auto", "process", "thread", "pool")
 RESETS = ("rollback", "discard")
-# PostgreSQL truncates application_name to NAMEDATALEN - 1 bytes.
-APPLICATION_NAME_MAX_BYTES = 63
 
 # libpq defaults so that a silent peer (host gone, half-open TCP) is noticed by the kernel:
 # an idle socket whose keepalives fail turns readable/errored, which the zero-round-trip
@@ -41,7 +38,7 @@ class Options:
     reopen: bool = False
     retry: bool = True
     housekeeping: float | None = None  # None: 30 s under a web server, off elsewhere
-    application_name: str = "site"
+    application_name: str = deployment.DEFAULT_APPLICATION_NAME
     hostname: str | None = None  # host part of application_name (None: the short host name)
     pgbouncer: bool = False  # behind PgBouncer's transaction pooling (see pgbouncer.py)
     processes: int | None = None
@@ -62,9 +59,7 @@ class Options:
             )
         values = dict(raw)
         if "application_name" not in values:
-            explicit = (settings_dict.get("OPTIONS") or {}).get("application_name")
-            if explicit:
-                values["application_name"] = explicit
+            values["application_name"] = deployment.application_prefix(settings_dict)
         options = cls(**values)
         options.validate()
         return options
@@ -118,31 +113,7 @@ def _non_negative_number(value):
 def _valid_hostname(value):
     return (
         isinstance(value, str)
-        and 0 < len(value.encode()) <= APPLICATION_NAME_MAX_BYTES
+        and 0 < len(value.encode()) <= deployment.APPLICATION_NAME_MAX_BYTES
         and ":" not in value
         and not any(ch.isspace() for ch in value)
     )
-
-
-def short_hostname():
-    return socket.gethostname().split(".")[0] or "localhost"
-
-
-def application_name(prefix, pid, host=None):
-    """``<prefix>:<host>:<pid>`` within PostgreSQL's 63 bytes, shortening the host part.
-
-    The dashboard splits it with ``rsplit(":", 2)``, so the pid and the host separator
-    always survive; only if the prefix alone is too long is the prefix cut as well.
-    """
-    host = host if host is not None else short_hostname()
-    name = f"{prefix}:{host}:{pid}"
-    excess = len(name.encode()) - APPLICATION_NAME_MAX_BYTES
-    if excess <= 0:
-        return name
-    host_bytes = host.encode()
-    if excess <= len(host_bytes):
-        host = host_bytes[: len(host_bytes) - excess].decode(errors="ignore")
-        return f"{prefix}:{host}:{pid}"
-    tail = f"::{pid}".encode()
-    prefix = prefix.encode()[: APPLICATION_NAME_MAX_BYTES - len(tail)].decode(errors="ignore")
-    return f"{prefix}::{pid}"

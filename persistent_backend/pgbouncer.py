@@ -38,6 +38,8 @@ sees a PgBouncer restart like a PostgreSQL one (the socket to PgBouncer is close
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
+from persistent_backend import deployment
+
 #: OPTIONS keys that set session state when a connection opens, and why each cannot work.
 SESSION_OPTIONS = {
     "assume_role": (
@@ -62,8 +64,7 @@ PREPARE_WHY = (
 
 def enabled(settings_dict):
     """Is ``OPTIONS["persistent"]["pgbouncer"]`` on (without validating the rest)?"""
-    raw = (settings_dict.get("OPTIONS") or {}).get("persistent")
-    return isinstance(raw, dict) and raw.get("pgbouncer") is True
+    return deployment.behind_pgbouncer(settings_dict)
 
 
 def validate_options(options, fail):

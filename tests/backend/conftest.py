@@ -226,7 +226,7 @@ def observer(django_db_setup):
 
 @pytest.fixture
 def own_application_name():
-    from persistent_backend.options import application_name
+    from persistent_backend.deployment import application_name
 
     return application_name("site", os.getpid())
 

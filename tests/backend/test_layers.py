@@ -16,17 +16,8 @@ PACKAGE_DIR = Path(__file__).resolve().parents[2] / PACKAGE
 #: Lowest first.
 LAYERS = [
     # Leaves: no import of the package.
-    (
-        "counters",
-        "cursors",
-        "deployment",
-        "environment",
-        "liveness",
-        "pgbouncer",
-        "record",
-        "request_context",
-        "sessionstate",
-    ),
+    ("counters", "cursors", "deployment", "liveness", "record", "request_context", "sessionstate"),
+    ("environment", "pgbouncer"),
     ("options",),
     ("stores",),
     ("registry",),

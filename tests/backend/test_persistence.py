@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 
 from catalog.models import Item
-from persistent_backend.options import application_name
+from persistent_backend.deployment import application_name
 from tests.backend.conftest import default_stats
 
 MODES = ["process", "thread", "pool"]

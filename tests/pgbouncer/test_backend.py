@@ -12,8 +12,9 @@ from django.core.exceptions import ImproperlyConfigured
 
 from persistent_backend.base import DatabaseWrapper
 from persistent_backend.checks import settings_messages
+from persistent_backend.deployment import application_name
 from persistent_backend.environment import ServerShape
-from persistent_backend.options import Options, application_name
+from persistent_backend.options import Options
 from tests.pgbouncer.harness import REPO_DIR
 
 SHAPE = ServerShape("mod_wsgi", 2, 1)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-from persistent_backend.options import short_hostname
+from persistent_backend.deployment import short_hostname
 from tests.pgbouncer.conftest import backends, bouncer_env
 from tests.pgbouncer.harness import wait_until
 from tests.support import load
