@@ -86,7 +86,7 @@ def resolve_budget(options, err):
         reason = "no DATABASE_URL (environment, DJANGO_ENV_FILE or var/site.env)"
     else:
         try:
-            facts = pgprobe.probe(url, pgprobe.own_prefix())
+            facts = pgprobe.probe(url, pgprobe.site_prefix())
         except pgprobe.Unreachable as exc:
             reason = str(exc)
     if facts is None:

@@ -12,31 +12,14 @@ from urllib.parse import unquote, urlsplit
 import psycopg2
 from dotenv import dotenv_values
 
+from persistent_backend import deployment
+
 REPO_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_ENV_FILE = REPO_DIR / "var" / "site.env"
 CONNECT_TIMEOUT = 3
 
-#: This probe's application_name.
+#: This probe's application_name (not counted as another client by later probes).
 PROBE_NAME = "apache_conf sizing"
-#: The site's own sessions (application_name "<prefix>:<host>:<pid>", set by
-#: persistent_backend) are not "others": resizing a live site must not count the
-#: connections it is about to replace. Nor are earlier probes still exiting.
-OTHERS = f"""
-    FROM pg_stat_activity
-   WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
-     AND left(coalesce(application_name, ''), length(%(own)s)) <> %(own)s
-     AND coalesce(application_name, '') <> '{PROBE_NAME}'"""
-BUDGET_SQL = f"""
-SELECT current_setting('max_connections')::int,
-       current_setting('superuser_reserved_connections')::int,
-       coalesce(current_setting('reserved_connections', true), '0')::int,
-       (SELECT count(*) {OTHERS}),
-       (SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user),
-       (SELECT count(*) {OTHERS} AND usename = current_user),
-       (SELECT datconnlimit FROM pg_database WHERE datname = current_database()),
-       (SELECT count(*) {OTHERS} AND datname = current_database())
-"""
-DEFAULT_APPLICATION_NAME = "site"
 
 
 @dataclass(frozen=True)
@@ -77,9 +60,11 @@ def site_database_url(explicit=None):
     return site_setting("DATABASE_URL", explicit)
 
 
-def own_prefix(explicit=None):
-    """``<prefix>:``, the start of the site's own application_name."""
-    return (site_setting("PERSISTENT_APPLICATION_NAME", explicit) or DEFAULT_APPLICATION_NAME) + ":"
+def site_prefix(explicit=None):
+    """The first part of the site's own application_name (``<prefix>:<host>:<pid>``)."""
+    return (
+        site_setting("PERSISTENT_APPLICATION_NAME", explicit) or deployment.DEFAULT_APPLICATION_NAME
+    )
 
 
 def describe(url):
@@ -99,13 +84,14 @@ def describe(url):
     return f"{host}:{port or 5432}{parts.path or '/'}"
 
 
-def probe(url, own=None):
+def probe(url, prefix=None):
     """Ask the server for its connection budget; raise Unreachable with one line.
 
-    Sessions whose application_name starts with ``own`` (default: the site's prefix)
-    are the site's own and not counted as used by others.
+    Sessions named by the site's application_name (prefix ``prefix``, default: the
+    site's) are the site's own and not counted as used by others: resizing a live site
+    must not count the connections it is about to replace.
     """
-    own = own or own_prefix()
+    params = deployment.budget_params(prefix or site_prefix(), PROBE_NAME)
     where = describe(url)
     try:
         conn = psycopg2.connect(url, connect_timeout=CONNECT_TIMEOUT, application_name=PROBE_NAME)
@@ -115,7 +101,7 @@ def probe(url, own=None):
     try:
         conn.autocommit = True
         with conn.cursor() as cur:
-            cur.execute(BUDGET_SQL, {"own": own})
+            cur.execute(deployment.BUDGET_SQL, params)
             row = cur.fetchone()
     finally:
         conn.close()

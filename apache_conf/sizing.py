@@ -28,6 +28,8 @@ from dataclasses import dataclass, replace
 
 import psutil
 
+from persistent_backend import deployment
+
 VARIANTS = ("prefork", "threaded", "hybrid")
 MODES = {"prefork": "process", "threaded": "pool", "hybrid": "pool"}
 
@@ -107,13 +109,10 @@ class Budget:
 
     @property
     def server_usable(self):
-        return (
-            self.max_connections
-            - self.superuser_reserved
-            - self.reserved
-            - self.others
-            - self.spare
+        usable = deployment.usable_connections(
+            self.max_connections, self.superuser_reserved, self.reserved
         )
+        return usable - self.others - self.spare
 
     @property
     def limits(self):

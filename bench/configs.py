@@ -7,6 +7,8 @@ so nothing leaks in from the caller's environment or from one configuration to t
 import re
 from dataclasses import dataclass, field
 
+from persistent_backend import deployment
+
 # How the site reaches PostgreSQL: over TCP with a password (as in production), over the
 # unix socket with a password (the local cluster's default), or through PgBouncer (TCP).
 ROUTE_TCP = "tcp"
@@ -36,7 +38,7 @@ class Variant:
     @property
     def paired_mode(self):
         """The persistent_backend mode this shape pairs with (what mode "auto" picks)."""
-        return "process" if self.threads == 1 else "pool"
+        return deployment.mode_for_threads(self.threads)
 
     def describe(self):
         return f"{self.name} ({self.processes} processes x {self.threads} threads)"

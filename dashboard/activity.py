@@ -13,19 +13,18 @@ import json
 from django.db import connection
 
 from dashboard import conf
+from persistent_backend import deployment
 
 STATES = ("active", "idle", "idle in transaction", "idle in transaction (aborted)")
 IDLE_IN_TRANSACTION = STATES[2:]
 # Wait event types that mean "doing nothing" rather than "stuck".
 QUIET_WAITS = {None, "Client", "Activity"}
 
-SQL = """
+SQL = f"""
 SELECT extract(epoch FROM statement_timestamp())::float8,
        current_database(),
        current_user,
-       current_setting('max_connections')::int,
-       current_setting('superuser_reserved_connections')::int,
-       coalesce(nullif(current_setting('reserved_connections', true), ''), '0')::int,
+       {deployment.LIMITS_COLUMNS},
        (SELECT xact_commit + xact_rollback FROM pg_stat_database
          WHERE datname = current_database()),
        (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'),
@@ -61,7 +60,7 @@ def fetch(include_queries=False):
         row["blocked_by"] = row["blocked_by"] or []
         if not include_queries:
             row["query"] = None
-    budget = max_conn - su_reserved - reserved
+    budget = deployment.usable_connections(max_conn, su_reserved, reserved)
     return {
         "now": now,
         "database": database,
@@ -80,17 +79,7 @@ def site_owner(row, prefix, user, database):
     """(host, pid) of a site connection's web process, or None for another client."""
     if row["user"] != user or row["database"] != database:
         return None
-    return owner_from_name(row["application_name"], prefix)
-
-
-def owner_from_name(application_name, prefix):
-    """(host, pid) that ``<prefix>:<host>:<pid>`` names, else None."""
-    parts = (application_name or "").rsplit(":", 2)
-    if len(parts) == 3 and parts[0] == prefix:
-        host, pid = parts[1], parts[2]
-        if pid.isdigit():
-            return host, int(pid)
-    return None
+    return deployment.parse_application_name(row["application_name"], prefix)
 
 
 def state_counts(rows):

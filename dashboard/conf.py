@@ -4,6 +4,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from persistent_backend import deployment
+
 DEFAULTS = {
     # Where every process publishes its figures (one small JSON file per process).
     "DASHBOARD_METRICS_DIR": None,  # None: VAR_DIR / "metrics"
@@ -12,7 +14,8 @@ DEFAULTS = {
     # Bearer token that opens /metrics without a staff session ("" = staff session only).
     "DASHBOARD_METRICS_TOKEN": "",
     # The first part of the application_name persistent_backend gives its connections
-    # (None: the default database's OPTIONS["persistent"]["application_name"], or "site").
+    # (None: the one the backend picks for the default database, from its
+    # OPTIONS["persistent"]["application_name"], else OPTIONS["application_name"], else "site").
     "DASHBOARD_APPLICATION_PREFIX": None,
     # The user the daemons run as: a metrics directory created by root is handed to it.
     "DASHBOARD_DAEMON_USER": "www-data",
@@ -35,8 +38,7 @@ def application_prefix():
     value = get("DASHBOARD_APPLICATION_PREFIX")
     if value:
         return value
-    options = settings.DATABASES["default"].get("OPTIONS") or {}
-    return (options.get("persistent") or {}).get("application_name") or "site"
+    return deployment.application_prefix(settings.DATABASES.get("default"))
 
 
 def metrics_dir():

@@ -26,7 +26,8 @@ import psycopg2
 import psycopg2.extensions
 from django.conf import settings
 
-from dashboard import activity, conf
+from dashboard import conf
+from persistent_backend import deployment
 
 #: Seconds the whole exchange with the admin console may take (connect, then the SHOWs).
 TIMEOUT = 2
@@ -49,9 +50,7 @@ def configured():
 
 def behind_pgbouncer():
     """Does the site's own database connection go through PgBouncer (persistent_backend)?"""
-    options = (settings.DATABASES.get("default") or {}).get("OPTIONS") or {}
-    persistent = options.get("persistent")
-    return isinstance(persistent, dict) and persistent.get("pgbouncer") is True
+    return deployment.behind_pgbouncer(settings.DATABASES.get("default"))
 
 
 def address(value):
@@ -187,7 +186,7 @@ def _stats(row):
 def site_owner(application_name, prefix):
     """(host, pid) from a client's application_name, also with application_name_add_host's
     " - addr:port" suffix."""
-    return activity.owner_from_name((application_name or "").split(" - ", 1)[0], prefix)
+    return deployment.parse_application_name((application_name or "").split(" - ", 1)[0], prefix)
 
 
 def group_clients(clients, prefix):

@@ -1,7 +1,6 @@
 """The web processes on this host (psutil) and the deployment this process runs in."""
 
 import os
-import socket
 import sys
 import threading
 import time
@@ -9,15 +8,15 @@ import time
 import psutil
 from django.conf import settings
 
+from persistent_backend.deployment import host_part, persistent_options
+
 
 def _host():
     """The host part persistent_backend puts in application_name: its ``hostname`` option
     (``PERSISTENT_HOSTNAME``, e.g. several simulated hosts on one machine), else the short
     host name."""
-    options = (settings.DATABASES.get("default") or {}).get("OPTIONS") or {}
-    persistent = options.get("persistent")
-    configured = persistent.get("hostname") if isinstance(persistent, dict) else None
-    return configured or socket.gethostname().split(".")[0] or "localhost"
+    persistent = persistent_options(settings.DATABASES.get("default"))
+    return host_part(persistent.get("hostname"))
 
 
 HOST = _host()
