@@ -59,6 +59,7 @@ class Counters:
         return first
 
     def as_dict(self):
+        """A copy for ``stats()``: dicts copied, seconds rounded to the microsecond."""
         result = {}
         for counter in fields(self):
             value = getattr(self, counter.name)

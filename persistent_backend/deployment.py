@@ -43,6 +43,7 @@ def application_prefix(settings_dict):
 
 # --- application_name --------------------------------------------------------------------
 def short_hostname():
+    """This machine's host name up to its first dot (what application_name carries)."""
     return socket.gethostname().split(".")[0] or "localhost"
 
 
