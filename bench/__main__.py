@@ -22,9 +22,9 @@ from bench.configs import (
 )
 from bench.load import wrk_version
 from bench.machine import describe
-from bench.pgbouncer import pgbouncer_version
 from bench.runner import Bench, Options
 from bench.summary import summarise
+from harness.pgbouncer import pgbouncer_version
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_DIR / "bench" / "results"

@@ -7,7 +7,6 @@ tests can look at the backend's stores; the end-to-end tests use mod_wsgi-expres
 
 import json
 import os
-import time
 import wsgiref.util
 from contextlib import contextmanager
 
@@ -17,6 +16,7 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.db import connection, connections
 
 import persistent_backend
+from harness import waiting
 from persistent_backend import registry
 
 TEST_URLCONF = "tests.backend.urls"
@@ -139,11 +139,7 @@ def default_stats():
 
 def wait_until(predicate, timeout=30, message="condition"):
     """Poll ``predicate`` until true; a guard against hanging, not a timing assertion."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{message} not reached within {timeout}s")
-        time.sleep(0.01)
+    return waiting.wait_until(predicate, timeout, 0.01, message)
 
 
 class Observer:

@@ -5,8 +5,8 @@ from django.db import connections
 from django.test import Client
 from playwright.sync_api import expect, sync_playwright
 
+from harness.modwsgi import get
 from tests.dashboard.conftest import PASSWORD
-from tests.support.modwsgi import get
 
 pytestmark = pytest.mark.browser
 

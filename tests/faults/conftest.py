@@ -11,13 +11,13 @@ import importlib.metadata
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
+from harness.modwsgi import ModWsgiServer, get
+from harness.waiting import wait_until
 from tests.faults import harness
-from tests.support.modwsgi import ModWsgiServer, get
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -102,15 +102,15 @@ def fault_site(site_env, demo_data):
 
 def warm(server, timeout=60):
     """Until every daemon process has answered a database page once (imports, connection)."""
-    expected = server.variant.processes
     seen = set()
-    deadline = time.monotonic() + timeout
-    while len(seen) < expected:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"only processes {seen} answered:\n{server.logs()}")
+
+    def answered():
         status, body, headers = get(server.url + "/_faults/pid/")
         assert status == 200, (status, body[:1000], server.logs())
         seen.add(int(headers["X-Fault-Pid"]))
+        return len(seen) >= server.variant.processes
+
+    wait_until(answered, timeout, 0, f"an answer from every process ({server.logs()})")
     return seen
 
 

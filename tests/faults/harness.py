@@ -1,7 +1,7 @@
 """What the fault tests share: the two server variants, a view of the site's sessions in
 PostgreSQL, fault injection helpers, and the figures each test reports.
 
-Times are ``time.monotonic()`` seconds, the clock of ``tests/support/load.py``.
+Times are ``time.monotonic()`` seconds, the clock of ``harness/load.py``.
 """
 
 import os
@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import psycopg2
 
-from tests.support import load
-from tests.support.waiting import poll
+from harness import load
+from harness.waiting import wait_until
 
 # -- the site under test -------------------------------------------------------------------
 
@@ -142,12 +142,6 @@ class SiteDatabase:
             self.query("SELECT pg_terminate_backend(pid) FROM unnest(%s) AS pid", [targets], conn)
         return targets
 
-    def wait_for(self, predicate, timeout=30.0, step=0.05, what="condition"):
-        value = poll(predicate, timeout, step)
-        if not value:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        return value
-
     def accepting(self):
         try:
             self.connect(timeout=1).close()
@@ -191,11 +185,9 @@ def process_stats(server, timeout=30.0):
 
     wanted = set(server.daemon_pids())
     found = {}
-    deadline = time.monotonic() + timeout
-    while not wanted <= set(found):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"stats of {sorted(wanted - set(found))} not reached")
-        capacity = server.variant.capacity
+    capacity = server.variant.capacity
+
+    def every_process():
         batch = load.Load(
             server.url, ["/_faults/stats/?seconds=0.05"], capacity * 2, capacity, keep_bodies=True
         ).run()
@@ -203,6 +195,9 @@ def process_stats(server, timeout=30.0):
             if result.ok:
                 data = json.loads(result.body)
                 found[data["pid"]] = data["stats"]
+        return wanted <= set(found)
+
+    wait_until(every_process, timeout, 0, f"stats of every process {sorted(wanted)}")
     return {pid: found[pid] for pid in wanted}
 
 

@@ -15,10 +15,10 @@ from urllib.parse import quote
 import pytest
 from django.test import Client
 
+from harness.load import request
+from harness.modwsgi import ModWsgiServer
 from tests.conftest import site_environment
 from tests.faults import harness
-from tests.support.load import request
-from tests.support.modwsgi import ModWsgiServer
 
 PASSWORD = "faults-bad-input-password-7"
 API = "/dashboard/api/snapshot"

@@ -12,9 +12,10 @@ import time
 import psycopg2
 import pytest
 
+from harness.load import Load, counts, request
+from harness.waiting import wait_until
 from tests.faults import harness
 from tests.faults.faultviews.views import SLEEP_TAG
-from tests.support.load import Load, counts, request
 
 CONNECT_TIMEOUT = 3  # DJANGO_DB_CONNECT_TIMEOUT's default, which the site runs with
 CHECKOUT_TIMEOUT = 1.0
@@ -138,7 +139,7 @@ def slow_requests(server, count, seconds):
 def run_slow_query(server, site_db, pages, figures, holders, seconds=6):
     pids = server.daemon_pids()
     threads, slow = slow_requests(server, holders, seconds)
-    site_db.wait_for(
+    wait_until(
         lambda: (
             sum(1 for s in site_db.sessions() if s["state"] == "active" and SLEEP_TAG in s["query"])
             == holders

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
+from harness.load import Load, counts, request
 from tests.faults import harness
-from tests.support.load import Load, counts, request
 
 # Generous bound for "a 503 arrives instead of a hang": connect_timeout (3 s) plus slack
 # for a loaded 2-core machine. What is measured is reported in the table.

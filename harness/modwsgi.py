@@ -4,20 +4,20 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.support.pgcluster import free_port
+from harness.net import free_port
+from harness.site import SITE_DIR
+from harness.waiting import poll
 
-REPO_DIR = Path(__file__).resolve().parents[2]
-SITE_DIR = REPO_DIR / "site"
 WSGI_SCRIPT = SITE_DIR / "config" / "wsgi.py"
 DAEMON_USER = "www-data"
 
 
 def mod_wsgi_express():
+    """This venv's ``mod_wsgi-express`` script."""
     path = Path(sys.executable).parent / "mod_wsgi-express"
     if not path.exists():
         raise RuntimeError("mod_wsgi-express is not installed in this venv: run ./deploy.sh setup")
@@ -96,19 +96,19 @@ class ModWsgiServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
+        last = []
+
+        def ready():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mod_wsgi-express exited early:\n{self.logs()}")
             try:
-                status, _, _ = get(self.url + ready_path, timeout=5)
-                if status == 200:
-                    return self
-                last = status
+                last[:] = [get(self.url + ready_path, timeout=5)[0]]
             except OSError as exc:
-                last = exc
-            time.sleep(0.2)
+                last[:] = [exc]
+            return last[0] == 200
+
+        if poll(ready, timeout, 0.2):
+            return self
         self.stop()
         raise TimeoutError(f"site not ready after {timeout}s (last: {last}):\n{self.logs()}")
 

@@ -11,17 +11,19 @@ the benchmark uses that).
 import glob
 import os
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import psycopg2
+
+from harness.net import free_port
+from harness.waiting import wait_until
 
 PG_USER_OS = "postgres"
 
 
 def pg_bindir():
+    """The PostgreSQL server binaries: $PG_BINDIR, the newest Debian version, or $PATH."""
     if os.environ.get("PG_BINDIR"):
         return Path(os.environ["PG_BINDIR"])
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
@@ -31,12 +33,6 @@ def pg_bindir():
     if initdb:
         return Path(initdb).parent
     raise RuntimeError("PostgreSQL server binaries not found: apt-get install postgresql")
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class PgCluster:
@@ -127,15 +123,16 @@ class PgCluster:
     def is_running(self):
         return self._run("pg_ctl", "-D", self.data_dir, "status", check=False).returncode == 0
 
+    def accepting(self):
+        """True when a superuser connection succeeds now."""
+        try:
+            self.connect().close()
+            return True
+        except psycopg2.OperationalError:
+            return False
+
     def wait_ready(self, timeout=30):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                self.connect().close()
-                return
-            except psycopg2.OperationalError:
-                time.sleep(0.1)
-        raise TimeoutError(f"PostgreSQL on port {self.port} not ready after {timeout}s")
+        wait_until(self.accepting, timeout, 0.1, f"PostgreSQL accepting on port {self.port}")
 
     def destroy(self):
         self.stop("immediate")

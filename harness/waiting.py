@@ -1,9 +1,9 @@
-"""Polling until a condition holds, for the tests that watch servers and sessions."""
+"""Polling until a condition holds: the one deadline loop of the tests and the bench."""
 
 import time
 
 
-def poll(check, timeout, step):
+def poll(check, timeout, step=0.05):
     """Call ``check`` every ``step`` seconds until it returns something true or ``timeout``
     seconds have passed (it is always called at least once); return its last value."""
     deadline = time.monotonic() + timeout
