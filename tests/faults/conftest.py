@@ -1,7 +1,7 @@
 """The fault suite: ``--long``, the site under mod_wsgi-express with the test-only views,
 PostgreSQL seen from outside, and the table of figures printed at the end.
 
-Without ``--long`` the short versions of faults 1, 2 and 6 run, with the bad-input (8)
+Without ``--long`` a short version of every fault (1-7) runs, with the bad-input (8)
 and security (9) checks; with ``--long`` (``./deploy.sh faults``) the long variants of
 every fault run instead of the short ones, and the table of figures is printed and written
 to ``var/test-output/faults/faults.md``.

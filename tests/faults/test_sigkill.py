@@ -20,14 +20,14 @@ from tests.faults.faultviews.views import ADVISORY_KEY, HOLD_TAG
 GONE_WITHIN = 10  # "after a few seconds"; what is measured goes in the table
 
 
-def run_sigkill(server, site_db, pages, figures):
+def run_sigkill(server, site_db, pages, figures, *, total, kill_after):
     variant = server.variant
     pids = server.daemon_pids()
-    rate, total = 40, 480
+    rate = 40
     load = Load(server.url, pages, total, concurrency=8, rate=rate, deadline=total / rate + 60)
     load.start()
     origin = load.started_at
-    time.sleep(2.0)
+    time.sleep(kill_after)
 
     held = []
     holder = threading.Thread(
@@ -117,8 +117,12 @@ def run_sigkill(server, site_db, pages, figures):
     return results
 
 
+@pytest.mark.short
+def test_sigkill_mid_request(fault_site, site_db, pages, figures):
+    run_sigkill(fault_site("prefork"), site_db, pages, figures, total=240, kill_after=1.0)
+
+
 @pytest.mark.long
 @pytest.mark.parametrize("variant", ["prefork", "threaded"])
-def test_sigkill_mid_request(fault_site, site_db, pages, figures, variant):
-    server = fault_site(variant)
-    run_sigkill(server, site_db, pages, figures)
+def test_sigkill_mid_request_long(fault_site, site_db, pages, figures, variant):
+    run_sigkill(fault_site(variant), site_db, pages, figures, total=480, kill_after=2.0)
