@@ -206,7 +206,7 @@ env_set() {  # env_set KEY VALUE: add or replace one line of var/site.env
 ensure_var() {
   mkdir -p "$VAR" "$LOG_DIR"
   chmod 755 "$VAR"
-  # Every daemon process publishes its dashboard figures here (README "Dashboard").
+  # Every daemon process publishes its dashboard figures here (docs/dashboard.md).
   install -d -o "$DAEMON_USER" -m 0775 "$VAR/metrics"
   if [ "$NO_APACHE" -eq 0 ]; then
     as_daemon test -r "$ROOT/site/config/wsgi.py" || die "user $DAEMON_USER cannot read $ROOT (a parent directory is private): clone the project under a readable path such as /srv or /opt"

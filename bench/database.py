@@ -7,9 +7,7 @@ database as the superuser, so its own session never counts as one of the site's.
 """
 
 import json
-import os
 import secrets
-import shutil
 import tempfile
 import threading
 import time
@@ -225,12 +223,3 @@ for key, path in (("items", "%(path)s"), ("nodb", "/nodb/")):
     result["status"][key] = response.status_code
 print(json.dumps(result))
 """
-
-
-def make_daemon_dir(prefix):
-    """A fresh directory under /tmp that the daemon user owns (it writes logs there)."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    if os.geteuid() == 0:
-        shutil.chown(path, "www-data", "www-data")
-    path.chmod(0o755)
-    return path

@@ -88,9 +88,9 @@ def render(data):
     """The docs' table (markdown) from micro.json's dict."""
     runs = data["meta"]["runs"]
     lines = [
-        f"Measured on {data['meta']['date']} ({data['meta']['machine']}; PostgreSQL "
-        f"{data['meta']['postgres']} on the same host over TCP, trust authentication) by "
-        f"`{data['meta']['command']}`:",
+        f"Measured on {data['meta']['date']} ({data['meta']['machine']}, load average "
+        f"{data['meta']['load_before'][0]:.2f} before; PostgreSQL {data['meta']['postgres']} "
+        f"on the same host over TCP, trust authentication) by `{data['meta']['command']}`:",
         "",
         "| | " + " | ".join(LABELS[d] for d in DRIVERS) + " |",
         "|---|" + "---|" * len(DRIVERS),

@@ -116,6 +116,9 @@ def refusal(results):
         return "a profiled run's figures are slowed down by the sampler"
     if meta.get("interrupted"):
         return "the run was interrupted"
+    failed = sum(1 for run in results["runs"] if run.get("error"))
+    if failed:
+        return f"{failed} run(s) failed"
     return None
 
 

@@ -10,9 +10,9 @@ import os
 import shutil
 
 from bench.configs import ROUTE_PGBOUNCER, ROUTE_UNIX
-from bench.database import DB_NAME, DB_USER, make_daemon_dir
+from bench.database import DB_NAME, DB_USER
 from bench.pgbouncer import PgBouncer, pool_plan
-from harness.modwsgi import DAEMON_USER, ModWsgiServer, get
+from harness.modwsgi import DAEMON_USER, ModWsgiServer, daemon_dir, get
 from harness.site import clean_environ
 from harness.waiting import poll
 
@@ -45,7 +45,7 @@ class SiteUnderTest:
         return self.database.url()
 
     def start(self):
-        self.work_dir = make_daemon_dir(f"bench-site-{self.config.name}-")
+        self.work_dir = daemon_dir(f"bench-site-{self.config.name}-")
         (self.work_dir / "var").mkdir()
         if os.geteuid() == 0:
             shutil.chown(self.work_dir / "var", DAEMON_USER, DAEMON_USER)

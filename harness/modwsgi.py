@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -22,6 +23,15 @@ def mod_wsgi_express():
     if not path.exists():
         raise RuntimeError("mod_wsgi-express is not installed in this venv: run ./deploy.sh setup")
     return str(path)
+
+
+def daemon_dir(prefix):
+    """A fresh directory under /tmp that the daemon user owns (it writes logs there)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    if os.geteuid() == 0:
+        shutil.chown(path, DAEMON_USER, DAEMON_USER)
+    path.chmod(0o755)
+    return path
 
 
 def get(url, timeout=10, headers=None):

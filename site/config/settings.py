@@ -1,6 +1,6 @@
 """Settings for the reference site, read from the environment and var/site.env.
 
-See README.md "Configuration" for every variable. DEBUG is off unless DJANGO_DEBUG says
+See docs/development.md "Configuration" for every variable. DEBUG is off unless DJANGO_DEBUG says
 otherwise, and a missing secret key is an error rather than a silent default.
 """
 
@@ -164,7 +164,7 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
-# --- Dashboard (README "Dashboard") ---------------------------------------------------
+# --- Dashboard (docs/dashboard.md) ---------------------------------------------------
 # Every process publishes its request figures here, at most once per interval (seconds).
 DASHBOARD_METRICS_DIR = Path(env.str("DASHBOARD_METRICS_DIR", str(VAR_DIR / "metrics")))
 DASHBOARD_PUBLISH_INTERVAL = env.int("DASHBOARD_PUBLISH_INTERVAL", 2)
@@ -178,7 +178,7 @@ PGBOUNCER_URL = env.str("PGBOUNCER_URL", "")
 if env.bool("DASHBOARD_METRICS", True):
     MIDDLEWARE.insert(0, "dashboard.middleware.RequestMetricsMiddleware")
 
-# --- Test-only fault views (README "Reliability and security"): never in production ---
+# --- Test-only fault views (docs/reliability.md): never in production ---
 # The fault suite sets DJANGO_TEST_FAULT_VIEWS=1 for its own servers: /_faults/ views that
 # raise, SET, lock and sleep, and an X-Fault-Pid header; `check --deploy` fails while on.
 TEST_FAULT_VIEWS = env.bool("DJANGO_TEST_FAULT_VIEWS", False)

@@ -2,7 +2,7 @@
 
 Figure: failed requests (target 0). A kept connection killed while idle is noticed by the
 zero-round-trip probe at checkout and replaced; one killed under a request's feet is
-replaced by the backend's statement retry (README "Reliability and security"). Either
+replaced by the backend's statement retry (docs/reliability.md). Either
 way the visitor gets the page.
 """
 
