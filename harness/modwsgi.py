@@ -11,7 +11,7 @@ from pathlib import Path
 
 from harness.net import free_port
 from harness.site import SITE_DIR
-from harness.waiting import poll
+from harness.waiting import poll, reap
 
 WSGI_SCRIPT = SITE_DIR / "config" / "wsgi.py"
 DAEMON_USER = "www-data"
@@ -23,6 +23,14 @@ def mod_wsgi_express():
     if not path.exists():
         raise RuntimeError("mod_wsgi-express is not installed in this venv: run ./deploy.sh setup")
     return str(path)
+
+
+def stop_express(proc, server_root):
+    """Stop the mod_wsgi-express ``proc`` with its server root's ``apachectl stop``."""
+    apachectl = Path(server_root) / "apachectl"
+    if apachectl.exists():
+        subprocess.run([str(apachectl), "stop"], capture_output=True, timeout=30)
+    reap(proc, 30)
 
 
 def daemon_dir(prefix):
@@ -125,14 +133,7 @@ class ModWsgiServer:
     def stop(self):
         if self.proc is None:
             return
-        apachectl = self.server_root / "apachectl"
-        if apachectl.exists():
-            subprocess.run([str(apachectl), "stop"], capture_output=True, timeout=30)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_express(self.proc, self.server_root)
         self.proc = None
         self.log.close()
 

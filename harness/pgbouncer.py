@@ -15,7 +15,7 @@ from pathlib import Path
 
 from apache_conf.sizing import Shape
 from harness.net import free_port, listening
-from harness.waiting import poll
+from harness.waiting import poll, reap
 
 RUN_AS = "postgres"
 
@@ -88,11 +88,7 @@ class PgBouncerProcess:
         if self.proc is None:
             return
         self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        reap(self.proc, 15)
         self.proc = None
 
     def destroy(self):

@@ -14,9 +14,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import psycopg2
-
 from harness.net import free_port
+from harness.pgclient import PgClient
 from harness.waiting import wait_until
 
 PG_USER_OS = "postgres"
@@ -35,7 +34,7 @@ def pg_bindir():
     raise RuntimeError("PostgreSQL server binaries not found: apt-get install postgresql")
 
 
-class PgCluster:
+class PgCluster(PgClient):
     """One PostgreSQL server in ``base_dir`` (data/, socket/, log) on ``port``."""
 
     def __init__(self, base_dir, port=None, max_connections=100, settings=None, password=None):
@@ -123,14 +122,6 @@ class PgCluster:
     def is_running(self):
         return self._run("pg_ctl", "-D", self.data_dir, "status", check=False).returncode == 0
 
-    def accepting(self):
-        """True when a superuser connection succeeds now."""
-        try:
-            self.connect().close()
-            return True
-        except psycopg2.OperationalError:
-            return False
-
     def wait_ready(self, timeout=30):
         wait_until(self.accepting, timeout, 0.1, f"PostgreSQL accepting on port {self.port}")
 
@@ -145,25 +136,10 @@ class PgCluster:
             auth += f":{self.password}"
         return f"postgres://{auth}@{self.host}:{self.port}/{dbname}"
 
-    def connect(self, dbname="postgres", autocommit=True, **kwargs):
-        conn = psycopg2.connect(
-            host=self.host,
-            port=self.port,
-            user=self.superuser,
-            dbname=dbname,
-            connect_timeout=5,
+    def connection_params(self):
+        return {
+            "host": self.host,
+            "port": self.port,
+            "user": self.superuser,
             **({"password": self.password} if self.password is not None else {}),
-            **kwargs,
-        )
-        conn.autocommit = autocommit
-        return conn
-
-    def query(self, sql, params=None, dbname="postgres"):
-        """Run one statement on a fresh superuser connection; return all rows (or [])."""
-        conn = self.connect(dbname)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, params)
-                return cur.fetchall() if cur.description else []
-        finally:
-            conn.close()
+        }

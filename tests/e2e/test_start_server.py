@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from harness.modwsgi import DAEMON_USER, daemon_dir, get
+from harness.modwsgi import DAEMON_USER, daemon_dir, get, stop_express
 from harness.net import free_port
 from harness.site import REPO_DIR, clean_environ
 from harness.waiting import wait_until
@@ -82,13 +82,6 @@ def test_the_documented_start_server_command_serves_the_site(
             status, body, _ = get(url + path)
             assert status == 200, (path, status, body[:500])
     finally:
-        apachectl = work / "server" / "apachectl"
-        if apachectl.exists():
-            subprocess.run([str(apachectl), "stop"], capture_output=True, timeout=30)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_express(proc, work / "server")
         log.close()
         shutil.rmtree(work, ignore_errors=True)

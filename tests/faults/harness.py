@@ -10,9 +10,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import psycopg2
-
 from harness import load
+from harness.pgclient import SettingsClient
 from harness.waiting import wait_until
 
 # -- the site under test -------------------------------------------------------------------
@@ -68,7 +67,7 @@ def clear_503(result):
 APP_NAME = re.compile(r"^site:[^:]*:(\d+)$")
 
 
-class SiteDatabase:
+class SiteDatabase(SettingsClient):
     """Superuser connections to the test database: the site's sessions, killing them.
 
     The site's sessions are those whose ``application_name`` is ``site:<host>:<pid>``,
@@ -76,33 +75,9 @@ class SiteDatabase:
     """
 
     def __init__(self, settings_dict):
-        self.params = {
-            "host": settings_dict["HOST"],
-            "port": settings_dict["PORT"],
-            "user": settings_dict["USER"],
-            "password": settings_dict["PASSWORD"] or None,
-            "dbname": settings_dict["NAME"],
-        }
+        super().__init__(settings_dict, settings_dict["NAME"], "faults-observer")
         self.dbname = settings_dict["NAME"]
         self.own_pid = os.getpid()
-
-    def connect(self, timeout=5, **kwargs):
-        conn = psycopg2.connect(
-            **self.params, connect_timeout=timeout, application_name="faults-observer", **kwargs
-        )
-        conn.autocommit = True
-        return conn
-
-    def query(self, sql, params=None, conn=None):
-        own = conn is None
-        conn = conn or self.connect()
-        try:
-            with conn.cursor() as cursor:
-                cursor.execute(sql, params)
-                return cursor.fetchall() if cursor.description else []
-        finally:
-            if own:
-                conn.close()
 
     SESSIONS = (
         "SELECT pid, application_name, state, query, backend_start FROM pg_stat_activity "
@@ -114,7 +89,7 @@ class SiteDatabase:
         """[{backend_pid, process, state, query}] of the site's sessions."""
         rows = []
         for backend_pid, app, state, query, started in self.query(
-            self.SESSIONS, [self.dbname], conn
+            self.SESSIONS, [self.dbname], conn=conn
         ):
             match = APP_NAME.match(app or "")
             process = int(match.group(1)) if match else None
@@ -139,15 +114,10 @@ class SiteDatabase:
             if processes is None or s["process"] in processes
         ]
         if targets:
-            self.query("SELECT pg_terminate_backend(pid) FROM unnest(%s) AS pid", [targets], conn)
+            self.query(
+                "SELECT pg_terminate_backend(pid) FROM unnest(%s) AS pid", [targets], conn=conn
+            )
         return targets
-
-    def accepting(self):
-        try:
-            self.connect(timeout=1).close()
-            return True
-        except psycopg2.OperationalError:
-            return False
 
 
 class UpWatcher:
