@@ -28,9 +28,13 @@ FAULTS_FILE = "faults.md"
 BLOCK = re.compile(
     r"(<!-- (?P<name>[a-z]+):begin -->\n)(?P<body>.*?)(\n<!-- (?P=name):end -->)", re.S
 )
-# A measured figure: a ratio (4.44x), a duration in ms/us, a rate in requests per second.
+# A measured figure: a ratio (4.44x), a duration with decimals (1.8 ms) or in microseconds
+# (63 us), an approximate one (about 5 ms), a rate in requests per second. Settings such
+# as "polled every 10 ms" are not figures.
 FIGURE = re.compile(
-    r"\b\d[\d,.]*x\b|\b\d[\d,.]* ?(?:ms|us|µs)\b|\b\d[\d,.]* ?(?:req/s|requests/s)", re.I
+    r"\b\d+(?:\.\d+)?x\b|\b\d+\.\d+ ?(?:ms|us|µs)\b|\b\d+ ?(?:us|µs)\b"
+    r"|(?:about|~) ?\d[\d.,]* ?(?:ms|us|µs|s)\b|\b\d[\d,.]* ?(?:req/s|requests/s)",
+    re.I,
 )
 
 

@@ -192,7 +192,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             + environment_line()
             + "\n\n"
             + harness.markdown_table(rows)
-            + '\n\nrecovery: see README "Reliability and security" for what each '
-            "figure measures.\n"
+            + "\n\nCommand: `./deploy.sh faults`. `recovery`: see docs/reliability.md for what "
+            "each figure measures.\n"
         )
         terminalreporter.write_line(f"written to {path.relative_to(REPO_DIR)}")
