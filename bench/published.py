@@ -26,7 +26,7 @@ PUBLISHED_DIR = REPO_DIR / "bench" / "published"
 BENCH_FILES = ("results.json", "results.md", "results.png")
 FAULTS_FILE = "faults.md"
 BLOCK = re.compile(
-    r"(<!-- (?P<name>[a-z]+):begin -->\n)(?P<body>.*?)(\n<!-- (?P=name):end -->)", re.S
+    r"<!-- (?P<name>[a-z]+):begin -->\n(?P<body>(?:.*?\n)?)<!-- (?P=name):end -->", re.S
 )
 # A measured figure: a ratio (4.44x), a duration with decimals (1.8 ms) or in microseconds
 # (63 us), an approximate one (about 5 ms), a rate in requests per second. Settings such
@@ -87,9 +87,12 @@ def blocks(text):
 
 def rendered(text, published=PUBLISHED_DIR):
     """``text`` with every block rendered again (KeyError for an unknown block name)."""
-    return BLOCK.sub(
-        lambda m: m.group(1) + RENDERERS[m.group("name")](published) + m.group(4), text
-    )
+
+    def render(match):
+        name = match.group("name")
+        return f"<!-- {name}:begin -->\n{RENDERERS[name](published)}\n<!-- {name}:end -->"
+
+    return BLOCK.sub(render, text)
 
 
 def loose_figures(text):
