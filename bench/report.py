@@ -127,7 +127,8 @@ def describe_run(results):
     versions = machine["versions"]
     return (
         f"Measured on {meta['date']} on {machine['cpu']} ({machine['cores']} cores, "
-        f"{machine['memory_gb']:g} GB RAM, {machine['os']}), everything on one host: "
+        f"{machine['memory_gb']:g} GB RAM, {machine['os']}, load average "
+        f"{_load(machine)} before the run), everything on one host: "
         f"PostgreSQL {meta['postgres']}, Python {versions['python']}, Django "
         f"{versions['django']}, psycopg2 {versions['psycopg2']}, mod_wsgi "
         f"{versions['mod_wsgi']}, {meta['pgbouncer']}, {meta['wrk']}; commit "
@@ -145,6 +146,12 @@ def describe_run(results):
         "beyond the page's own "
         f"{meta['page_queries'].get('items', '?')} queries)."
     )
+
+
+def _load(machine):
+    """The 1/5/15-minute load averages (a shared machine's figures depend on them)."""
+    load = machine.get("load_before")
+    return " / ".join(f"{value:.2f}" for value in load) if load else "unknown"
 
 
 def render_markdown(results, level=2):
