@@ -233,7 +233,7 @@ ensure_var() {
   # PostgreSQL and PgBouncer logs, written as postgres, are reached by name).
   chmod 711 "$LOG_DIR"
   find "$LOG_DIR" -xdev -type f -perm /0077 -exec chmod go-rwx {} +
-  # Every daemon process publishes its dashboard figures here (README "Dashboard"),
+  # Every daemon process publishes its dashboard figures here (docs/dashboard.md),
   # private to the daemon user: nobody else can plant a record or hold its lock.
   install -d -o "$DAEMON_USER" -m 0700 "$VAR/metrics"
   # Nothing under var/ is writable by every account (older runs left some that were).

@@ -11,7 +11,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import report, targets
+from bench import published, report, targets
 from bench.configs import (
     CONFIGS,
     DEFAULT_VARIANTS,
@@ -22,9 +22,9 @@ from bench.configs import (
 )
 from bench.load import wrk_version
 from bench.machine import describe
-from bench.pgbouncer import pgbouncer_version
 from bench.runner import Bench, Options
 from bench.summary import summarise
+from harness.pgbouncer import pgbouncer_version
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_DIR / "bench" / "results"
@@ -94,17 +94,10 @@ def parser():
     )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="parent of the results folder")
     p.add_argument(
-        "--update-readme",
+        "--publish",
         action="store_true",
-        help="after a full run, rewrite README.md's performance section from it",
+        help="after a full run, copy it to bench/published/ and rewrite the docs' figures",
     )
-    p.add_argument(
-        "--readme-from",
-        type=Path,
-        metavar="DIR",
-        help="do not run: rewrite README.md's performance section from a saved results folder",
-    )
-    p.add_argument("--readme", type=Path, default=REPO_DIR / "README.md", help=argparse.SUPPRESS)
     p.add_argument(
         "--list", action="store_true", help="list variants and configurations, then exit"
     )
@@ -214,18 +207,6 @@ def assemble(bench, options, argv, started, wall):
     return results
 
 
-def readme_refusal(results):
-    """Why this run must not be quoted in the README (None if it may)."""
-    meta = results["meta"]
-    if meta["options"]["quick"]:
-        return "the README quotes a full run, not a --quick one"
-    if meta["options"]["profile"]:
-        return "a profiled run's figures are slowed down by the sampler"
-    if meta.get("interrupted"):
-        return "the run was interrupted"
-    return None
-
-
 def write_all(results, folder):
     report.write_json(results, folder / "results.json")
     report.write_markdown(results, folder / "results.md")
@@ -244,17 +225,8 @@ def main(argv=None):
         for config in CONFIGS:
             print(f"config  {config.name:<26} {config.summary}")
         return 0
-    if args.readme_from:
-        results = report.load_results(args.readme_from)
-        reason = readme_refusal(results)
-        if reason:
-            print(f"refusing to update the README: {reason}", file=sys.stderr)
-            return 2
-        report.update_readme(results, args.readme)
-        print(f"{args.readme}: performance section rewritten from {args.readme_from}")
-        return 0
-    if args.update_readme and (args.quick or args.profile):
-        print("--update-readme needs a full run: not --quick, not --profile", file=sys.stderr)
+    if args.publish and (args.quick or args.profile):
+        print("--publish needs a full run: not --quick, not --profile", file=sys.stderr)
         return 2
     folder = results_folder(args.out)
     try:
@@ -292,13 +264,13 @@ def main(argv=None):
     print()
     print(report.render_markdown(results, level=2))
     print(f"results: {folder}/results.md, results.json, results.png")
-    if args.update_readme:
-        reason = readme_refusal(results)
-        if reason:
-            print(f"README not updated: {reason}", file=sys.stderr)
-        else:
-            report.update_readme(results, args.readme)
-            print(f"{args.readme}: performance section rewritten")
+    if args.publish:
+        try:
+            published.publish_bench(folder)
+            published.update(published.doc_files())
+            print(f"published to {published.PUBLISHED_DIR}; docs' figures rewritten")
+        except RuntimeError as exc:
+            print(f"not published: {exc}", file=sys.stderr)
     failed = [run for run in results["runs"] if run.get("error")]
     if interrupted:
         return 130

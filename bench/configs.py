@@ -1,11 +1,12 @@
 """The matrix: server shapes (variants), database configurations and pages.
 
-Every configuration sets every database knob the site reads (see README "Configuration"),
-so nothing leaks in from the caller's environment or from one configuration to the next.
+Every configuration sets every database knob the site reads (docs/development.md,
+"Configuration"), so nothing leaks in from the caller's environment or from one
+configuration to the next.
 """
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from persistent_backend import deployment
 
@@ -80,11 +81,6 @@ class Config:
     persistent_mode: str | None = None  # "paired": the variant's paired mode
     metrics: bool = True
     pgbouncer: bool = False  # persistent_backend's pgbouncer=True (transaction pooling)
-    tags: tuple = field(default_factory=tuple)
-
-    @property
-    def is_persistent_backend(self):
-        return self.engine == "persistent_backend"
 
     def mode_for(self, variant):
         if self.persistent_mode == "paired":

@@ -7,21 +7,17 @@ database as the superuser, so its own session never counts as one of the site's.
 """
 
 import json
-import os
 import secrets
-import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from urllib.parse import quote
 
-from tests.support.pgcluster import PgCluster
+from harness.pgcluster import PgCluster
+from harness.site import STOCK_ENGINE, run_manage, site_environment
+from harness.waiting import poll
 
-REPO_DIR = Path(__file__).resolve().parents[1]
-SITE_DIR = REPO_DIR / "site"
 DB_NAME = "bench"
 DB_USER = "bench"
 DEMO_ITEMS = 2000
@@ -35,16 +31,6 @@ SELECT s.queryid, s.calls, left(regexp_replace(s.query, '\\s+', ' ', 'g'), 160)
 FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
 WHERE d.datname = %s
 """
-
-
-# Settings and libpq variables of the caller's shell must not reach the site's processes:
-# each configuration names the settings it wants, and nothing else may differ.
-SCRUBBED_PREFIXES = ("DJANGO_", "PERSISTENT_", "DASHBOARD_", "DATABASE_URL", "PG")
-
-
-def clean_environ():
-    """``os.environ`` without the site's settings and libpq's variables."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED_PREFIXES)}
 
 
 class BenchDatabase:
@@ -105,36 +91,24 @@ class BenchDatabase:
 
     def site_env(self, work_dir, url=None):
         """The environment of a site process: production-like settings, no var/site.env."""
-        return {
-            "DATABASE_URL": url or self.url(),
-            "DJANGO_ENV_FILE": "/dev/null",
-            "DJANGO_SECRET_KEY": self.secret_key,
-            "DJANGO_DEBUG": "0",
-            "DJANGO_HTTPS": "0",
-            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
-            "DJANGO_LOG_LEVEL": "WARNING",
-            "DJANGO_VAR_DIR": str(Path(work_dir) / "var"),
-        }
+        return site_environment(
+            url or self.url(),
+            self.secret_key,
+            DJANGO_LOG_LEVEL="WARNING",
+            DJANGO_VAR_DIR=Path(work_dir) / "var",
+        )
 
     def manage(self, work_dir, *args, env=None):
         """Run ``site/manage.py ARGS`` against the bench database (stock backend)."""
         full_env = {
-            **clean_environ(),
             **self.site_env(work_dir),
-            "DJANGO_DB_ENGINE": "django.db.backends.postgresql",
+            "DJANGO_DB_ENGINE": STOCK_ENGINE,
             "DJANGO_CONN_MAX_AGE": "0",
             "DJANGO_DB_POOL": "0",
             "DJANGO_PSYCOPG": "2",
             **(env or {}),
         }
-        result = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=SITE_DIR,
-            env=full_env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        result = run_manage(args, full_env, timeout=600)
         if result.returncode != 0:
             raise RuntimeError(
                 f"manage.py {' '.join(args)} failed:\n{result.stdout[-3000:]}"
@@ -171,12 +145,9 @@ class BenchDatabase:
 
     def wait_no_backends(self, timeout=15):
         """Wait until the previous configuration's sessions are gone; return how many stay."""
-        deadline = time.monotonic() + timeout
-        count = self.backends()
-        while count and time.monotonic() < deadline:
-            time.sleep(0.1)
-            count = self.backends()
-        return count
+        if poll(lambda: self.backends() == 0, timeout, 0.1):
+            return 0
+        return self.backends()
 
     def statements(self):
         """pg_stat_statements counters for the bench database: {queryid: (calls, text)}."""
@@ -252,12 +223,3 @@ for key, path in (("items", "%(path)s"), ("nodb", "/nodb/")):
     result["status"][key] = response.status_code
 print(json.dumps(result))
 """
-
-
-def make_daemon_dir(prefix):
-    """A fresh directory under /tmp that the daemon user owns (it writes logs there)."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    if os.geteuid() == 0:
-        shutil.chown(path, "www-data", "www-data")
-    path.chmod(0o755)
-    return path

@@ -1,19 +1,15 @@
-"""results.json, results.md (tables and target lines), results.png, and README's section.
+"""results.json, results.md (tables and target lines), results.png.
 
 Everything here renders from the results dict alone, so a saved run can be rendered
-again (``python -m bench --readme-from bench/results/<timestamp>``).
+again (``bench/published.py`` renders the docs' performance page from the published one).
 """
 
 import json
-import re
 from pathlib import Path
 
 from bench.configs import REFERENCE
 from bench.targets import format_lines
 
-README_BEGIN = "<!-- bench:begin -->"
-README_END = "<!-- bench:end -->"
-README_PLACEHOLDER = "<!-- section: bench -->"
 PAGE_TITLES = {"items": "/items/<id>/", "nodb": "/nodb/"}
 
 
@@ -131,7 +127,8 @@ def describe_run(results):
     versions = machine["versions"]
     return (
         f"Measured on {meta['date']} on {machine['cpu']} ({machine['cores']} cores, "
-        f"{machine['memory_gb']:g} GB RAM, {machine['os']}), everything on one host: "
+        f"{machine['memory_gb']:g} GB RAM, {machine['os']}, load average "
+        f"{_load(machine)} before the run), everything on one host: "
         f"PostgreSQL {meta['postgres']}, Python {versions['python']}, Django "
         f"{versions['django']}, psycopg2 {versions['psycopg2']}, mod_wsgi "
         f"{versions['mod_wsgi']}, {meta['pgbouncer']}, {meta['wrk']}; commit "
@@ -149,6 +146,12 @@ def describe_run(results):
         "beyond the page's own "
         f"{meta['page_queries'].get('items', '?')} queries)."
     )
+
+
+def _load(machine):
+    """The 1/5/15-minute load averages (a shared machine's figures depend on them)."""
+    load = machine.get("load_before")
+    return " / ".join(f"{value:.2f}" for value in load) if load else "unknown"
 
 
 def render_markdown(results, level=2):
@@ -278,38 +281,3 @@ def write_chart(results, path):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-# -- README --------------------------------------------------------------------------
-README_SECTION = f"""## Performance
-
-The figures below come from one full run of the benchmark (`bench/`), pasted in by the
-benchmark itself: never edit them by hand. To reproduce them on your machine, run
-`./deploy.sh bench` (about half an hour; `./deploy.sh bench --quick` takes about two
-minutes and only shows that everything works) and see `bench/results/<timestamp>/`
-for `results.md`, `results.json` and the chart `results.png`. `.venv/bin/python -m bench
---help` lists the options (variants, duration, concurrency, rounds, configurations,
-profiling); `./deploy.sh bench ARGS` passes them on.
-To refresh this section from a full run: `./deploy.sh bench --update-readme`, or
-`.venv/bin/python -m bench --readme-from bench/results/<timestamp>` for a saved run.
-
-{README_BEGIN}
-{{body}}
-{README_END}"""
-
-
-def update_readme(results, readme_path):
-    """Rewrite the text between the markers (creating the section from its placeholder)."""
-    path = Path(readme_path)
-    text = path.read_text()
-    body = render_markdown(results, level=3).strip()
-    if README_BEGIN in text and README_END in text:
-        pattern = re.compile(re.escape(README_BEGIN) + r".*?" + re.escape(README_END), re.S)
-        text = pattern.sub(lambda _: f"{README_BEGIN}\n{body}\n{README_END}", text, count=1)
-    elif README_PLACEHOLDER in text:
-        text = text.replace(README_PLACEHOLDER, README_SECTION.replace("{body}", body), 1)
-    else:
-        raise RuntimeError(
-            f"{path} has neither {README_BEGIN}...{README_END} nor {README_PLACEHOLDER}"
-        )
-    path.write_text(text)

@@ -13,10 +13,11 @@ import time
 from dataclasses import dataclass
 
 from bench.configs import METRICS_SWITCH, pages
-from bench.database import BackendSampler, BenchDatabase, make_daemon_dir, statements_delta
+from bench.database import BackendSampler, BenchDatabase, statements_delta
 from bench.load import run_wrk
 from bench.profiling import Profiler
 from bench.server import SiteUnderTest
+from harness.modwsgi import daemon_dir
 
 TOP_STATEMENTS = 8
 
@@ -102,7 +103,7 @@ class Bench:
     # -- set-up ------------------------------------------------------------------------
     def prepare(self):
         print("setting up the bench's PostgreSQL cluster and demo data ...", file=sys.stderr)
-        self.work_dir = make_daemon_dir("bench-work-")
+        self.work_dir = daemon_dir("bench-work-")
         self.database = BenchDatabase(max_connections=200).start(self.work_dir)
         self.item_id = self.database.first_item_id()
         item_path = f"/items/{self.item_id}/"

@@ -8,12 +8,13 @@ server connections must not count as another configuration's backends.
 
 import os
 import shutil
-import time
 
 from bench.configs import ROUTE_PGBOUNCER, ROUTE_UNIX
-from bench.database import DB_NAME, DB_USER, clean_environ, make_daemon_dir
+from bench.database import DB_NAME, DB_USER
 from bench.pgbouncer import PgBouncer, pool_plan
-from tests.support.modwsgi import DAEMON_USER, ModWsgiServer, get
+from harness.modwsgi import DAEMON_USER, ModWsgiServer, daemon_dir, get
+from harness.site import clean_environ
+from harness.waiting import poll
 
 
 class SiteUnderTest:
@@ -44,7 +45,7 @@ class SiteUnderTest:
         return self.database.url()
 
     def start(self):
-        self.work_dir = make_daemon_dir(f"bench-site-{self.config.name}-")
+        self.work_dir = daemon_dir(f"bench-site-{self.config.name}-")
         (self.work_dir / "var").mkdir()
         if os.geteuid() == 0:
             shutil.chown(self.work_dir / "var", DAEMON_USER, DAEMON_USER)
@@ -111,12 +112,9 @@ class SiteUnderTest:
 
     def wait_quiet(self, timeout=10):
         """Wait until only the status request itself is busy; return (accesses, calls)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            accesses, busy = self.server_status()
-            if busy <= 1 or time.monotonic() > deadline:
-                return accesses, self.status_calls
-            time.sleep(0.05)
+        status = []
+        poll(lambda: status.append(self.server_status()) or status[-1][1] <= 1, timeout)
+        return status[-1][0], self.status_calls
 
     def daemon_pids(self):
         return self.server.daemon_pids() if self.server else []

@@ -15,8 +15,9 @@ import pytest
 from django.test.utils import override_settings
 
 from dashboard import metrics
-from tests.support.modwsgi import ModWsgiServer
-from tests.support.pgcluster import PgCluster
+from harness.modwsgi import ModWsgiServer
+from harness.pgcluster import PgCluster
+from harness.site import site_environment
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -99,22 +100,10 @@ def test_db_url(django_db_setup):
     return f"postgres://{auth}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
 
 
-def site_environment(db_url):
-    """Environment for a site process: the database ``db_url``, production-like settings."""
-    return {
-        "DATABASE_URL": db_url,
-        "DJANGO_SECRET_KEY": os.environ["DJANGO_SECRET_KEY"],
-        "DJANGO_DEBUG": "0",
-        "DJANGO_HTTPS": "0",
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "DJANGO_ENV_FILE": "/dev/null",
-    }
-
-
 @pytest.fixture
 def site_env(test_db_url):
     """Environment for a site process: the test database, production-like settings."""
-    return site_environment(test_db_url)
+    return site_environment(test_db_url, os.environ["DJANGO_SECRET_KEY"])
 
 
 @pytest.fixture

@@ -1,13 +1,12 @@
 """Settings safety, checked in fresh interpreters so the test run's own settings don't leak."""
 
 import json
-import os
 import secrets
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from harness.site import run_manage, run_python
 
 SITE_DIR = Path(__file__).resolve().parents[1] / "site"
 PROBE = (
@@ -19,16 +18,12 @@ PROBE = (
 
 
 def run_site_python(code, **env):
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))}
-    base.update(
-        DJANGO_SETTINGS_MODULE="config.settings",
-        DJANGO_ENV_FILE="/dev/null",
-        DATABASE_URL="postgres://u:p@127.0.0.1:1/db",
-    )
-    base.update(env)
-    return subprocess.run(
-        [sys.executable, "-c", code], cwd=SITE_DIR, env=base, capture_output=True, text=True
-    )
+    settings = {
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": "postgres://u:p@127.0.0.1:1/db",
+        **env,
+    }
+    return run_python(["-c", code], settings)
 
 
 def probe(**env):
@@ -73,14 +68,9 @@ def test_env_file_is_read_and_environment_wins(tmp_path):
 
 
 def test_check_deploy_is_clean_with_production_settings():
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=SITE_DIR,
-        capture_output=True,
-        text=True,
-        env={
-            **{k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")},
-            "DJANGO_ENV_FILE": "/dev/null",
+    result = run_manage(
+        ["check", "--deploy", "--fail-level", "WARNING"],
+        {
             "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
             "DATABASE_URL": "postgres://u:p@127.0.0.1:1/db",
         },

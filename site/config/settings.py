@@ -1,6 +1,6 @@
 """Settings for the reference site, read from the environment and var/site.env.
 
-See README.md "Configuration" for every variable. DEBUG is off unless DJANGO_DEBUG says
+See docs/development.md "Configuration" for every variable. DEBUG is off unless DJANGO_DEBUG says
 otherwise, and a missing secret key is an error rather than a silent default.
 """
 
@@ -172,7 +172,7 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
-# --- Dashboard (README "Dashboard") ---------------------------------------------------
+# --- Dashboard (docs/dashboard.md) ---------------------------------------------------
 # Every process publishes its request figures here, at most once per interval (seconds).
 DASHBOARD_METRICS_DIR = Path(env.str("DASHBOARD_METRICS_DIR", str(VAR_DIR / "metrics")))
 DASHBOARD_PUBLISH_INTERVAL = env.int("DASHBOARD_PUBLISH_INTERVAL", 2)

@@ -4,17 +4,14 @@ subprocess, and work directories the daemon user (www-data) can read."""
 import os
 import shlex
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.support.pgcluster import PgCluster
+from harness.pgcluster import PgCluster
+from harness.site import REPO_DIR, STOCK_ENGINE, run_manage, run_python
 
-REPO_DIR = Path(__file__).resolve().parents[2]
-MANAGE = REPO_DIR / "site" / "manage.py"
 SMALL_MAX_CONNECTIONS = 20
 
 
@@ -37,18 +34,22 @@ def run_generator(*args, module=None):
     A string argument is split like a shell would (paths here have no spaces).
     """
     args = [word for arg in args for word in (shlex.split(arg) if isinstance(arg, str) else [arg])]
-    cmd = [sys.executable, "-m", module] if module else [sys.executable, str(MANAGE), "apache_conf"]
-    # The generator never uses Django's connection: Django's own backend keeps these runs
-    # independent of persistent_backend (manage.py imports the backend while setting up).
-    env = {**os.environ, "DJANGO_DB_ENGINE": "django.db.backends.postgresql"}
-    return subprocess.run(
-        [*cmd, *map(str, args)],
-        cwd=REPO_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    if not module:
+        return run_manage(["apache_conf", *args], generator_env(), cwd=REPO_DIR)
+    return run_python(["-m", module, *args], generator_env(), cwd=REPO_DIR)
+
+
+def generator_env():
+    """The generators' settings: the test run's secret key and placeholder DATABASE_URL.
+
+    The generator never uses Django's connection: Django's own backend keeps these runs
+    independent of persistent_backend (manage.py imports the backend while setting up).
+    """
+    return {
+        "DJANGO_DB_ENGINE": STOCK_ENGINE,
+        "DJANGO_SECRET_KEY": os.environ["DJANGO_SECRET_KEY"],
+        "DATABASE_URL": os.environ["DATABASE_URL"],
+    }
 
 
 @pytest.fixture

@@ -2,30 +2,32 @@
 
 import subprocess
 import sys
-import time
 
 import pytest
 
-from apache_conf.apachectl import StandaloneApache, free_port
+from apache_conf.apachectl import StandaloneApache
+from harness.modwsgi import get
+from harness.net import free_port
+from harness.waiting import poll
 from tests.apache_conf.conftest import REPO_DIR, write_env_file
-from tests.support.modwsgi import get
 
 READY_TIMEOUT = 60
 
 
 def first_response(url):
     """GET ``url`` until Apache answers with something other than 503 (daemon starting)."""
-    deadline = time.monotonic() + READY_TIMEOUT
-    last = None
-    while time.monotonic() < deadline:
+    last = []
+
+    def answered():
         try:
-            status, body, _ = get(url, timeout=30)
-            if status != 503:
-                return status, body
-            last = (status, body[:300])
+            last[:] = [get(url, timeout=30)]
         except OSError as exc:
-            last = exc
-        time.sleep(0.2)
+            last[:] = [exc]
+            return False
+        return last[0][0] != 503
+
+    if poll(answered, READY_TIMEOUT, 0.2):
+        return last[0][:2]
     raise TimeoutError(f"{url} still unavailable after {READY_TIMEOUT}s: {last}")
 
 

@@ -21,8 +21,8 @@ from apache_conf.sizing import (
     fit,
     plan,
 )
+from harness.net import free_port
 from tests.apache_conf.conftest import SMALL_MAX_CONNECTIONS
-from tests.support.pgcluster import free_port
 
 COMMON = "--cores 4 --memory-gib 8 --server-name example.com"
 SIZING = "apache_conf"  # python -m apache_conf shape ...

@@ -7,16 +7,16 @@ tests can look at the backend's stores; the end-to-end tests use mod_wsgi-expres
 
 import json
 import os
-import time
 import wsgiref.util
 from contextlib import contextmanager
 
-import psycopg2
 import pytest
 from django.core.handlers.wsgi import WSGIHandler
 from django.db import connection, connections
 
 import persistent_backend
+from harness import waiting
+from harness.pgclient import SettingsClient
 from persistent_backend import registry
 
 TEST_URLCONF = "tests.backend.urls"
@@ -139,40 +139,18 @@ def default_stats():
 
 def wait_until(predicate, timeout=30, message="condition"):
     """Poll ``predicate`` until true; a guard against hanging, not a timing assertion."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{message} not reached within {timeout}s")
-        time.sleep(0.01)
+    return waiting.wait_until(predicate, timeout, 0.01, message)
 
 
-class Observer:
-    """A plain psycopg2 superuser connection to the ``postgres`` database of the test server.
+class Observer(SettingsClient):
+    """Plain psycopg2 superuser connections to the ``postgres`` database of the test server.
 
     Looks at the site's connections from outside: pg_stat_activity, pg_stat_statements.
     """
 
     def __init__(self, settings_dict):
-        self.settings_dict = settings_dict
+        super().__init__(settings_dict, application_name="pytest-observer")
         self.dbname = settings_dict["NAME"]
-
-    def connect(self, dbname="postgres"):
-        s = self.settings_dict
-        conn = psycopg2.connect(
-            host=s["HOST"], port=s["PORT"], user=s["USER"], password=s["PASSWORD"] or None,
-            dbname=dbname, connect_timeout=5, application_name="pytest-observer",
-        )  # fmt: skip
-        conn.autocommit = True
-        return conn
-
-    def query(self, sql, params=None, dbname="postgres"):
-        conn = self.connect(dbname)
-        try:
-            with conn.cursor() as cursor:
-                cursor.execute(sql, params)
-                return cursor.fetchall() if cursor.description else []
-        finally:
-            conn.close()
 
     def backends(self, application_name=None):
         """(pid, application_name, state) of client sessions on the test database."""

@@ -1,14 +1,12 @@
 """Point 12: Django system checks (``manage.py check``)."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.db import connection
 
+from harness.site import run_manage
 from persistent_backend import checks
 from persistent_backend.environment import ServerShape
 
@@ -94,19 +92,8 @@ def test_budget_check_reads_the_real_server(persistent):
 
 
 def manage_check(test_db_url, *args, **env):
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PERSISTENT_"))}
-    base.update(
-        DJANGO_ENV_FILE="/dev/null",
-        DJANGO_SECRET_KEY="check-test-" + "x" * 40,
-        DATABASE_URL=test_db_url,
-        **env,
-    )
-    if "DJANGO_PSYCOPG" in os.environ:
-        base["DJANGO_PSYCOPG"] = os.environ["DJANGO_PSYCOPG"]
-    return subprocess.run(
-        [sys.executable, "manage.py", "check", *args],
-        cwd=SITE_DIR, env=base, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    env = {"DJANGO_SECRET_KEY": "check-test-" + "x" * 40, "DATABASE_URL": test_db_url, **env}
+    return run_manage(["check", *args], env)
 
 
 def test_manage_py_check_runs_the_checks(test_db_url):

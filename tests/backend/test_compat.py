@@ -4,8 +4,6 @@ Run twice: ``pytest tests/backend`` (psycopg2) and ``DJANGO_PSYCOPG=3 pytest tes
 """
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ from django.db import close_old_connections, connection, transaction
 from django.test import TestCase, TransactionTestCase
 
 from catalog.models import Category
+from harness.site import run_manage
 from tests.backend.conftest import default_stats
 
 SITE_DIR = Path(__file__).resolve().parents[2] / "site"
@@ -87,20 +86,13 @@ def test_migrations_forward_and_back(observer):
     observer.query(f'CREATE DATABASE "{name}"')
     s = observer.settings_dict
     auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PERSISTENT_"))}
-    env.update(
-        DJANGO_ENV_FILE="/dev/null",
-        DJANGO_SECRET_KEY="migrate-test-" + "x" * 40,
-        DATABASE_URL=f"postgres://{auth}@{s['HOST']}:{s['PORT']}/{name}",
-    )
-    if "DJANGO_PSYCOPG" in os.environ:
-        env["DJANGO_PSYCOPG"] = os.environ["DJANGO_PSYCOPG"]
+    env = {
+        "DJANGO_SECRET_KEY": "migrate-test-" + "x" * 40,
+        "DATABASE_URL": f"postgres://{auth}@{s['HOST']}:{s['PORT']}/{name}",
+    }
 
     def manage(*args):
-        result = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=SITE_DIR, env=env, capture_output=True, text=True, timeout=180,
-        )  # fmt: skip
+        result = run_manage(args, env, timeout=180)
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout
 

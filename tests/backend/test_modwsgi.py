@@ -7,7 +7,7 @@ Backends are counted by the server: pg_stat_activity grouped by application_name
 from concurrent.futures import ThreadPoolExecutor
 
 from catalog.models import Item
-from tests.support.modwsgi import get
+from harness.modwsgi import get
 
 REQUESTS = 500
 

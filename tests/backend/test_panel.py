@@ -1,11 +1,10 @@
 """Point 11: the django-debug-toolbar panel, in a DEBUG site process (fresh interpreter)."""
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
+
+from harness.site import run_python
 
 SITE_DIR = Path(__file__).resolve().parents[2] / "site"
 
@@ -41,21 +40,14 @@ print(json.dumps(pages))
 
 
 def test_toolbar_panel_shows_this_requests_connection(test_db_url, demo_data):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PERSISTENT_"))}
-    env.update(
-        DJANGO_ENV_FILE="/dev/null",
-        DJANGO_DEBUG="1",
-        DJANGO_SETTINGS_MODULE="config.settings",
-        DJANGO_SECRET_KEY="panel-test-" + "x" * 40,
-        DATABASE_URL=test_db_url,
-        PERSISTENT_MODE="process",
-    )
-    if "DJANGO_PSYCOPG" in os.environ:
-        env["DJANGO_PSYCOPG"] = os.environ["DJANGO_PSYCOPG"]
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=SITE_DIR, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    env = {
+        "DJANGO_DEBUG": "1",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DJANGO_SECRET_KEY": "panel-test-" + "x" * 40,
+        "DATABASE_URL": test_db_url,
+        "PERSISTENT_MODE": "process",
+    }
+    result = run_python(["-c", SCRIPT], env)
     assert result.returncode == 0, result.stderr[-3000:]
     first, second = json.loads(result.stdout.splitlines()[-1])
     assert first["status"] == second["status"] == 200

@@ -9,7 +9,7 @@ import psycopg2
 import pytest
 
 from dashboard import processes
-from tests.support.waiting import wait_until
+from harness.waiting import wait_until
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 OUTPUT_DIR = REPO_DIR / "var" / "test-output" / "dashboard"

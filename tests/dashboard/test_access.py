@@ -1,7 +1,10 @@
 """Who may see what: the page, the JSON snapshot, query texts, /metrics, the admin link."""
 
+import time
+
 import pytest
 
+from dashboard import histogram, history, store
 from tests.dashboard.conftest import MARKER
 
 pytestmark = pytest.mark.django_db
@@ -87,13 +90,33 @@ def test_api_bad_parameters_are_400_json(staff_client, query, fragment):
     assert body["error"] == "bad_request" and fragment in body["message"]
 
 
-def test_api_takes_since_and_window(staff_client):
-    first = staff_client.get(API + "?window=30").json()
-    assert first["requests"]["latency"]["window_seconds"] is None or (
-        first["requests"]["latency"]["window_seconds"] >= 0
-    )
-    later = staff_client.get(API + f"?since={first['generated_at']}").json()
-    assert all(point["t"] > first["generated_at"] for point in later["history"])
+def test_api_takes_since_and_window(staff_client, dashboard_metrics_dir):
+    """``window`` picks the latency's reference sample, ``since`` the chart's points."""
+    now = time.time()
+    ring = [
+        {
+            "t": now - age,
+            "procs": {},
+            "cpu": {},
+            "xact": None,
+            "buckets": [0] * (len(histogram.BOUNDS) + 1),
+            "states": {},
+            "point": {"t": now - age, "requests_per_s": None},
+        }
+        for age in (100, 50, 20)
+    ]
+    with store.locked() as path:
+        store.write_json(path / history.HISTORY, ring)
+    short = staff_client.get(API + "?window=30").json()["requests"]["latency"]
+    long = staff_client.get(API + "?window=60").json()["requests"]["latency"]
+    # The newest sample at least ``window`` old: 50 s old for 30, 100 s old for 60.
+    assert 50 <= short["window_seconds"] < 100 <= long["window_seconds"], (short, long)
+    since = now - 60
+    points = staff_client.get(API + f"?since={since}").json()["history"]
+    assert all(point["t"] > since for point in points)
+    assert {now - 50, now - 20} <= {point["t"] for point in points}
+    everything = staff_client.get(API).json()["history"]
+    assert now - 100 in {point["t"] for point in everything}
 
 
 def test_api_is_get_only(staff_client):

@@ -16,10 +16,10 @@ from django.test import Client
 from playwright.sync_api import expect, sync_playwright
 
 from dashboard import processes, store
+from harness.modwsgi import DAEMON_USER, get
+from harness.waiting import wait_until
 from tests.dashboard.conftest import PASSWORD
 from tests.dashboard.test_hostile_input import record_for
-from tests.support.modwsgi import DAEMON_USER, get
-from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.browser
 

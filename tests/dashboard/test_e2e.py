@@ -13,8 +13,8 @@ import pytest
 from django.test import Client
 
 from dashboard import processes, store
+from harness.modwsgi import get
 from tests.dashboard.conftest import HeldConnections, wait_until
-from tests.support.modwsgi import get
 
 API = "/dashboard/api/snapshot"
 N = 40

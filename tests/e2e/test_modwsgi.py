@@ -2,7 +2,7 @@
 
 import subprocess
 
-from tests.support.modwsgi import get
+from harness.modwsgi import get
 
 
 def test_prefork_daemons_serve_every_page(live_site, django_db_blocker):

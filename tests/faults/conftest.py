@@ -1,7 +1,7 @@
 """The fault suite: ``--long``, the site under mod_wsgi-express with the test-only views,
 PostgreSQL seen from outside, and the table of figures printed at the end.
 
-Without ``--long`` the short versions of faults 1, 2 and 6 run, with the bad-input (8)
+Without ``--long`` a short version of every fault (1-7) runs, with the bad-input (8)
 and security (9) checks; with ``--long`` (``./deploy.sh faults``) the long variants of
 every fault run instead of the short ones, and the table of figures is printed and written
 to ``var/test-output/faults/faults.md``.
@@ -11,13 +11,13 @@ import importlib.metadata
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
+from harness.modwsgi import ModWsgiServer, get
+from harness.waiting import wait_until
 from tests.faults import harness
-from tests.support.modwsgi import ModWsgiServer, get
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -102,15 +102,15 @@ def fault_site(site_env, demo_data):
 
 def warm(server, timeout=60):
     """Until every daemon process has answered a database page once (imports, connection)."""
-    expected = server.variant.processes
     seen = set()
-    deadline = time.monotonic() + timeout
-    while len(seen) < expected:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"only processes {seen} answered:\n{server.logs()}")
+
+    def answered():
         status, body, headers = get(server.url + "/_faults/pid/")
         assert status == 200, (status, body[:1000], server.logs())
         seen.add(int(headers["X-Fault-Pid"]))
+        return len(seen) >= server.variant.processes
+
+    wait_until(answered, timeout, 0, f"an answer from every process ({server.logs()})")
     return seen
 
 
@@ -192,7 +192,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             + environment_line()
             + "\n\n"
             + harness.markdown_table(rows)
-            + '\n\nrecovery: see README "Reliability and security" for what each '
-            "figure measures.\n"
+            + "\n\nCommand: `./deploy.sh faults`. `recovery`: see docs/reliability.md for what "
+            "each figure measures.\n"
         )
         terminalreporter.write_line(f"written to {path.relative_to(REPO_DIR)}")

@@ -1,7 +1,7 @@
 """What the fault tests share: the two server variants, a view of the site's sessions in
 PostgreSQL, fault injection helpers, and the figures each test reports.
 
-Times are ``time.monotonic()`` seconds, the clock of ``tests/support/load.py``.
+Times are ``time.monotonic()`` seconds, the clock of ``harness/load.py``.
 """
 
 import os
@@ -10,10 +10,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import psycopg2
-
-from tests.support import load
-from tests.support.waiting import poll
+from harness import load
+from harness.pgclient import SettingsClient
+from harness.waiting import wait_until
 
 # -- the site under test -------------------------------------------------------------------
 
@@ -68,7 +67,7 @@ def clear_503(result):
 APP_NAME = re.compile(r"^site:[^:]*:(\d+)$")
 
 
-class SiteDatabase:
+class SiteDatabase(SettingsClient):
     """Superuser connections to the test database: the site's sessions, killing them.
 
     The site's sessions are those whose ``application_name`` is ``site:<host>:<pid>``,
@@ -76,33 +75,9 @@ class SiteDatabase:
     """
 
     def __init__(self, settings_dict):
-        self.params = {
-            "host": settings_dict["HOST"],
-            "port": settings_dict["PORT"],
-            "user": settings_dict["USER"],
-            "password": settings_dict["PASSWORD"] or None,
-            "dbname": settings_dict["NAME"],
-        }
+        super().__init__(settings_dict, settings_dict["NAME"], "faults-observer")
         self.dbname = settings_dict["NAME"]
         self.own_pid = os.getpid()
-
-    def connect(self, timeout=5, **kwargs):
-        conn = psycopg2.connect(
-            **self.params, connect_timeout=timeout, application_name="faults-observer", **kwargs
-        )
-        conn.autocommit = True
-        return conn
-
-    def query(self, sql, params=None, conn=None):
-        own = conn is None
-        conn = conn or self.connect()
-        try:
-            with conn.cursor() as cursor:
-                cursor.execute(sql, params)
-                return cursor.fetchall() if cursor.description else []
-        finally:
-            if own:
-                conn.close()
 
     SESSIONS = (
         "SELECT pid, application_name, state, query, backend_start FROM pg_stat_activity "
@@ -114,7 +89,7 @@ class SiteDatabase:
         """[{backend_pid, process, state, query}] of the site's sessions."""
         rows = []
         for backend_pid, app, state, query, started in self.query(
-            self.SESSIONS, [self.dbname], conn
+            self.SESSIONS, [self.dbname], conn=conn
         ):
             match = APP_NAME.match(app or "")
             process = int(match.group(1)) if match else None
@@ -139,21 +114,10 @@ class SiteDatabase:
             if processes is None or s["process"] in processes
         ]
         if targets:
-            self.query("SELECT pg_terminate_backend(pid) FROM unnest(%s) AS pid", [targets], conn)
+            self.query(
+                "SELECT pg_terminate_backend(pid) FROM unnest(%s) AS pid", [targets], conn=conn
+            )
         return targets
-
-    def wait_for(self, predicate, timeout=30.0, step=0.05, what="condition"):
-        value = poll(predicate, timeout, step)
-        if not value:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        return value
-
-    def accepting(self):
-        try:
-            self.connect(timeout=1).close()
-            return True
-        except psycopg2.OperationalError:
-            return False
 
 
 class UpWatcher:
@@ -191,11 +155,9 @@ def process_stats(server, timeout=30.0):
 
     wanted = set(server.daemon_pids())
     found = {}
-    deadline = time.monotonic() + timeout
-    while not wanted <= set(found):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"stats of {sorted(wanted - set(found))} not reached")
-        capacity = server.variant.capacity
+    capacity = server.variant.capacity
+
+    def every_process():
         batch = load.Load(
             server.url, ["/_faults/stats/?seconds=0.05"], capacity * 2, capacity, keep_bodies=True
         ).run()
@@ -203,6 +165,9 @@ def process_stats(server, timeout=30.0):
             if result.ok:
                 data = json.loads(result.body)
                 found[data["pid"]] = data["stats"]
+        return wanted <= set(found)
+
+    wait_until(every_process, timeout, 0, f"stats of every process {sorted(wanted)}")
     return {pid: found[pid] for pid in wanted}
 
 

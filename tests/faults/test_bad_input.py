@@ -6,6 +6,7 @@ state-changing endpoint: each gets its proper status (a 4xx, or the documented r
 and never a traceback or a 5xx. Every case runs in the normal suite.
 """
 
+import os
 import re
 import shutil
 import socket
@@ -15,10 +16,10 @@ from urllib.parse import quote
 import pytest
 from django.test import Client
 
-from tests.conftest import site_environment
+from harness.load import request
+from harness.modwsgi import ModWsgiServer
+from harness.site import site_environment
 from tests.faults import harness
-from tests.support.load import request
-from tests.support.modwsgi import ModWsgiServer
 
 PASSWORD = "faults-bad-input-password-7"
 API = "/dashboard/api/snapshot"
@@ -30,7 +31,9 @@ def bad_input_server(test_db_url):
     work = tempfile.mkdtemp(prefix="site-bad-input-")
     server = ModWsgiServer(
         work,
-        {**site_environment(test_db_url), "DJANGO_VAR_DIR": work + "/var"},
+        site_environment(
+            test_db_url, os.environ["DJANGO_SECRET_KEY"], DJANGO_VAR_DIR=work + "/var"
+        ),
         processes=1,
         threads=4,
     )

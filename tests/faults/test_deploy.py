@@ -18,9 +18,9 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from tests.support.modwsgi import get
-from tests.support.pgcluster import free_port
-from tests.support.waiting import wait_until
+from harness.modwsgi import get
+from harness.net import free_port
+from harness.waiting import wait_until
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 VAR_DIR = REPO_DIR / "var"

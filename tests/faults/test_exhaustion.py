@@ -12,9 +12,10 @@ import time
 import psycopg2
 import pytest
 
+from harness.load import Load, counts, request
+from harness.waiting import wait_until
 from tests.faults import harness
 from tests.faults.faultviews.views import SLEEP_TAG
-from tests.support.load import Load, counts, request
 
 CONNECT_TIMEOUT = 3  # DJANGO_DB_CONNECT_TIMEOUT's default, which the site runs with
 CHECKOUT_TIMEOUT = 1.0
@@ -56,7 +57,7 @@ class Hog:
         self.conns = []
 
 
-def run_exhaustion(server, site_db, pages, figures):
+def run_exhaustion(server, site_db, pages, figures, *, total, held_for):
     pids = server.daemon_pids()
     hog = Hog(site_db)
     try:
@@ -69,11 +70,11 @@ def run_exhaustion(server, site_db, pages, figures):
             conn=hog.control,
         )[0][0]
         assert not site_db.sessions(hog.control), "the site still holds connections"
-        rate, total = 30, 360
+        rate = 30
         load = Load(server.url, pages, total, concurrency=8, rate=rate, deadline=total / rate + 60)
         load.start()
         origin = load.started_at
-        time.sleep(4.0)
+        time.sleep(held_for)
         released_at = time.monotonic()
     finally:
         hog.release()
@@ -116,11 +117,15 @@ def run_exhaustion(server, site_db, pages, figures):
     assert not late, harness.explain(late, origin)
 
 
+@pytest.mark.short
+def test_max_connections_exhausted(fault_site, site_db, pages, figures):
+    run_exhaustion(fault_site("prefork"), site_db, pages, figures, total=120, held_for=1.5)
+
+
 @pytest.mark.long
 @pytest.mark.parametrize("variant", ["prefork", "threaded"])
-def test_max_connections_exhausted(fault_site, site_db, pages, figures, variant):
-    server = fault_site(variant)
-    run_exhaustion(server, site_db, pages, figures)
+def test_max_connections_exhausted_long(fault_site, site_db, pages, figures, variant):
+    run_exhaustion(fault_site(variant), site_db, pages, figures, total=360, held_for=4.0)
 
 
 def slow_requests(server, count, seconds):
@@ -135,10 +140,10 @@ def slow_requests(server, count, seconds):
     return threads, results
 
 
-def run_slow_query(server, site_db, pages, figures, holders, seconds=6):
+def run_slow_query(server, site_db, pages, figures, holders, seconds, total):
     pids = server.daemon_pids()
     threads, slow = slow_requests(server, holders, seconds)
-    site_db.wait_for(
+    wait_until(
         lambda: (
             sum(1 for s in site_db.sessions() if s["state"] == "active" and SLEEP_TAG in s["query"])
             == holders
@@ -146,7 +151,7 @@ def run_slow_query(server, site_db, pages, figures, holders, seconds=6):
         what=f"{holders} slow queries running",
     )
     held_at = time.monotonic()
-    rate, total = 20, 200
+    rate = 20
     load = Load(
         server.url, [*pages, "/nodb/"], total, concurrency=8, rate=rate, deadline=total / rate + 60
     )
@@ -193,19 +198,28 @@ def run_slow_query(server, site_db, pages, figures, holders, seconds=6):
     return failed, during
 
 
-@pytest.mark.long
-def test_slow_queries_hold_the_pool(fault_site, site_db, pages, figures):
+def hold_the_pool(fault_site, site_db, pages, figures, seconds, total):
     server = fault_site(
         "threaded", PERSISTENT_MAX_SIZE=2, PERSISTENT_CHECKOUT_TIMEOUT=CHECKOUT_TIMEOUT
     )
-    failed, during = run_slow_query(server, site_db, pages, figures, holders=2)
+    failed, during = run_slow_query(server, site_db, pages, figures, 2, seconds, total)
     assert failed, "no request had to give up waiting for the pool"
     waited = [r for r in failed if r.elapsed >= CHECKOUT_TIMEOUT * 0.9]
     assert len(waited) == len(failed), "a 503 came before checkout_timeout: it did not wait"
 
 
+@pytest.mark.short
+def test_slow_queries_hold_the_pool(fault_site, site_db, pages, figures):
+    hold_the_pool(fault_site, site_db, pages, figures, seconds=3, total=60)
+
+
+@pytest.mark.long
+def test_slow_queries_hold_the_pool_long(fault_site, site_db, pages, figures):
+    hold_the_pool(fault_site, site_db, pages, figures, seconds=6, total=200)
+
+
 @pytest.mark.long
 def test_slow_query_holds_a_prefork_process(fault_site, site_db, pages, figures):
     server = fault_site("prefork")
-    failed, _ = run_slow_query(server, site_db, pages, figures, holders=1)
+    failed, _ = run_slow_query(server, site_db, pages, figures, 1, seconds=6, total=200)
     assert not failed, "the other process should have served every request"

@@ -13,8 +13,9 @@ import time
 
 import pytest
 
+from harness.load import Load, request
+from harness.waiting import wait_until
 from tests.faults import harness
-from tests.support.load import Load, request
 
 # Dirty view -> the status it answers with (500: it raises on purpose).
 TRANSACTION_VIEWS = {
@@ -105,9 +106,7 @@ def run_hygiene(server, site_db, figures, *, reset, total, pages=()):
     assert not failed, harness.explain(failed, origin)
 
     # No site session is left idle in transaction, and none was leaked.
-    site_db.wait_for(
-        lambda: no_idle_in_transaction(site_db), timeout=15, what="no idle-in-transaction"
-    )
+    wait_until(lambda: no_idle_in_transaction(site_db), timeout=15, what="no idle-in-transaction")
     assert len(site_db.sessions()) <= server.variant.capacity, site_db.sessions()
 
     # The probes made right after each dirty request, then every connection: clean.

@@ -22,16 +22,15 @@ import os
 import re
 import secrets
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from django.test import Client
 
+from harness.load import request
+from harness.modwsgi import get
+from harness.site import run_manage
 from tests.faults import harness
-from tests.support.load import request
-from tests.support.modwsgi import get
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 SITE_DIR = REPO_DIR / "site"
@@ -42,18 +41,7 @@ FAULT_SETTINGS = "tests.faults.faultviews.settings"
 
 def manage(*args, env_file=None, **env):
     """``python site/manage.py ARGS`` in a fresh process, settings from ``env_file`` only."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))}
-    base = {k: v for k, v in base.items() if not k.startswith(("PERSISTENT_", "ADMIN_"))}
-    base["DJANGO_ENV_FILE"] = str(env_file) if env_file else "/dev/null"
-    base.update(env)
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=SITE_DIR,
-        env=base,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_manage(args, {"DJANGO_ENV_FILE": str(env_file or "/dev/null"), **env})
 
 
 def write_env(path, values):

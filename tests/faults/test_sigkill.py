@@ -12,28 +12,29 @@ import time
 
 import pytest
 
+from harness.load import Load, counts, request
+from harness.waiting import wait_until
 from tests.faults import harness
 from tests.faults.faultviews.views import ADVISORY_KEY, HOLD_TAG
-from tests.support.load import Load, counts, request
 
 GONE_WITHIN = 10  # "after a few seconds"; what is measured goes in the table
 
 
-def run_sigkill(server, site_db, pages, figures):
+def run_sigkill(server, site_db, pages, figures, *, total, kill_after):
     variant = server.variant
     pids = server.daemon_pids()
-    rate, total = 40, 480
+    rate = 40
     load = Load(server.url, pages, total, concurrency=8, rate=rate, deadline=total / rate + 60)
     load.start()
     origin = load.started_at
-    time.sleep(2.0)
+    time.sleep(kill_after)
 
     held = []
     holder = threading.Thread(
         target=lambda: held.append(request(server.url, "/_faults/hold/?seconds=30", timeout=60))
     )
     holder.start()
-    session = site_db.wait_for(
+    session = wait_until(
         lambda: next(
             (
                 s
@@ -67,7 +68,7 @@ def run_sigkill(server, site_db, pages, figures):
             moments["gone"] = now
         return len(moments) == 2
 
-    site_db.wait_for(settled, timeout=60, step=0.02, what="replacement daemon and session gone")
+    wait_until(settled, timeout=60, step=0.02, what="replacement daemon and session gone")
     new_pids = server.daemon_pids()
     restarted_at, backend_gone_at = moments["restarted"], moments["gone"]
     assert backend_gone_at - killed_at < GONE_WITHIN, moments
@@ -80,7 +81,7 @@ def run_sigkill(server, site_db, pages, figures):
         live = set(server.daemon_pids())
         return all(s["process"] in live for s in site_db.sessions())
 
-    site_db.wait_for(no_orphans, timeout=GONE_WITHIN, what="no orphan sessions")
+    wait_until(no_orphans, timeout=GONE_WITHIN, what="no orphan sessions")
     # The killed request's lock died with its session.
     assert site_db.query(
         "SELECT pg_try_advisory_lock(%s), pg_advisory_unlock_all()", [ADVISORY_KEY]
@@ -116,8 +117,12 @@ def run_sigkill(server, site_db, pages, figures):
     return results
 
 
+@pytest.mark.short
+def test_sigkill_mid_request(fault_site, site_db, pages, figures):
+    run_sigkill(fault_site("prefork"), site_db, pages, figures, total=240, kill_after=1.0)
+
+
 @pytest.mark.long
 @pytest.mark.parametrize("variant", ["prefork", "threaded"])
-def test_sigkill_mid_request(fault_site, site_db, pages, figures, variant):
-    server = fault_site(variant)
-    run_sigkill(server, site_db, pages, figures)
+def test_sigkill_mid_request_long(fault_site, site_db, pages, figures, variant):
+    run_sigkill(fault_site(variant), site_db, pages, figures, total=480, kill_after=2.0)

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
+from harness.load import Load, counts
 from tests.faults import harness
-from tests.support.load import Load, counts
 
 
 def run_terminate(server, site_db, pages, figures, *, total, rate, rounds, interval, fault):

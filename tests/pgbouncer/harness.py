@@ -6,39 +6,23 @@ secret from pg_authid, as deploy.sh does) and runs Debian's ``pgbouncer`` on tha
 the foreground, as the ``postgres`` OS user when the tests run as root.
 """
 
-import os
-import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-from pathlib import Path
 from urllib.parse import quote
 
 import psycopg2
 
-from bench.pgbouncer import shape_of, start_pgbouncer
-from tests.support.pgcluster import free_port
-from tests.support.waiting import wait_until as wait_until  # the tests import it from here
-
-REPO_DIR = Path(__file__).resolve().parents[2]
-MANAGE = REPO_DIR / "site" / "manage.py"
+from harness.pgbouncer import PgBouncerProcess, shape_of
+from harness.site import REPO_DIR, run_manage
+from harness.waiting import wait_until as wait_until  # the tests import it from here
+from tests.apache_conf.conftest import generator_env
 
 
 def run_generator(*args):
     """``python site/manage.py pgbouncer_conf ARGS`` with the stock backend (as apache_conf's)."""
-    env = {**os.environ, "DJANGO_DB_ENGINE": "django.db.backends.postgresql"}
-    return subprocess.run(
-        [sys.executable, str(MANAGE), "pgbouncer_conf", *map(str, args)],
-        cwd=REPO_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_manage(["pgbouncer_conf", *args], generator_env(), cwd=REPO_DIR)
 
 
-class Bouncer:
+class Bouncer(PgBouncerProcess):
     """PgBouncer in front of ``cluster`` (a PgCluster) for the database ``db_name``.
 
     ``roles``: {role: password} of the roles that log in through it (they must exist with
@@ -58,6 +42,8 @@ class Bouncer:
         reserve_pool_size=None,
         max_connections=100,
     ):
+        super().__init__(tempfile.mkdtemp(prefix="pgbouncer-test-"))
+        self.work_dir.chmod(0o755)
         self.cluster = cluster
         self.db_name = db_name
         self.roles = dict(roles)
@@ -67,18 +53,13 @@ class Bouncer:
         self.pool_size = pool_size
         self.reserve_pool_size = reserve_pool_size
         self.max_connections = max_connections
-        self.host = "127.0.0.1"
-        self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="pgbouncer-test-"))
-        self.dir.chmod(0o755)
-        self.proc = None
         self.generated = None
 
     # -- the generator ---------------------------------------------------------------------
     def generator_args(self):
         args = [
             "--out",
-            self.dir,
+            self.work_dir,
             "--variant",
             self.shape.variant,
             "--processes",
@@ -112,11 +93,11 @@ class Bouncer:
             "--stats-user",
             self.stats_user,
             "--auth-file",
-            self.dir / "userlist.txt",
+            self.work_dir / "userlist.txt",
             "--logfile",
-            self.dir / "pgbouncer.log",
+            self.work_dir / "pgbouncer.log",
             "--pidfile",
-            self.dir / "pgbouncer.pid",
+            self.work_dir / "pgbouncer.pid",
         ]
         if self.pool_size is not None:
             args += ["--pool-size", self.pool_size]
@@ -130,10 +111,6 @@ class Bouncer:
             raise RuntimeError(f"pgbouncer_conf failed:\n{result.stdout}{result.stderr}")
         self.generated = result
         return result
-
-    @property
-    def ini(self):
-        return self.dir / "pgbouncer.ini"
 
     def setting(self, name):
         """A ``name = value`` line of the generated ini."""
@@ -157,7 +134,7 @@ class Bouncer:
             if not secret.startswith("SCRAM-SHA-256$"):
                 raise RuntimeError(f"role {role} has no SCRAM secret in pg_authid")
             lines.append(f'"{role}" "{secret}"\n')
-        path = self.dir / "userlist.txt"
+        path = self.work_dir / "userlist.txt"
         path.unlink(missing_ok=True)
         path.write_text("".join(lines))
         path.chmod(0o600)
@@ -166,28 +143,7 @@ class Bouncer:
         if self.generated is None:
             self.generate()
         self.write_userlist()
-        start_pgbouncer(self, self.ini, self.dir, timeout)
-        return self
-
-    def stop(self, sig=signal.SIGTERM):
-        """SIGTERM: immediate shutdown (clients' connections are cut); SIGINT: safe one."""
-        if self.proc is None:
-            return
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-
-    def destroy(self):
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def logs(self):
-        path = self.dir / "pgbouncer.log"
-        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+        return self.run(timeout)
 
     # -- reaching it ------------------------------------------------------------------------
     def url(self, role=None, dbname=None):

@@ -3,19 +3,17 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
+from harness.site import run_manage
 from persistent_backend.base import DatabaseWrapper
 from persistent_backend.checks import settings_messages
 from persistent_backend.deployment import application_name
 from persistent_backend.environment import ServerShape
 from persistent_backend.options import Options
-from tests.pgbouncer.harness import REPO_DIR
 
 SHAPE = ServerShape("mod_wsgi", 2, 1)
 
@@ -147,21 +145,13 @@ print(json.dumps(result))
 
 def run_iterator(bouncer, switch, site_env):
     env = {
-        **os.environ,
         **site_env,
         "DATABASE_URL": bouncer.url(),
         "OTHER_URL": bouncer.url(),
         "PERSISTENT_PGBOUNCER": switch,
         "DJANGO_DB_ENGINE": "persistent_backend",
     }
-    result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", ITERATOR_CODE],
-        cwd=REPO_DIR / "site",
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_manage(["shell", "-c", ITERATOR_CODE], env)
     assert result.returncode == 0, result.stdout + result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 

@@ -11,8 +11,8 @@ import pytest
 
 from apache_conf import pgbouncer, render
 from apache_conf.sizing import Budget, Machine, Shape, SizingError
+from harness.pgcluster import PgCluster
 from tests.pgbouncer.harness import Bouncer, run_generator
-from tests.support.pgcluster import PgCluster
 
 MACHINE = Machine(cores=4, memory_bytes=8 * 1024**3)
 

@@ -9,8 +9,8 @@ from django.test import Client
 from django.test.utils import override_settings
 
 from dashboard import pgbouncer
+from harness.net import free_port
 from tests.pgbouncer.harness import wait_until
-from tests.support.pgcluster import free_port
 
 API = "/dashboard/api/snapshot"
 

@@ -1,7 +1,7 @@
 """The site under mod_wsgi-express through a real PgBouncer in transaction pooling.
 
 Every PgBouncer here is configured by ``manage.py pgbouncer_conf``. The load comes from
-``tests/support/load.py`` (fresh HTTP connections, nothing retried).
+``harness/load.py`` (fresh HTTP connections, nothing retried).
 """
 
 import json
@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
+from harness import load
+from harness.modwsgi import get
 from persistent_backend.deployment import short_hostname
 from tests.pgbouncer.conftest import backends, bouncer_env
 from tests.pgbouncer.harness import wait_until
-from tests.support import load
-from tests.support.modwsgi import get
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 OUTPUT_DIR = REPO_DIR / "var" / "test-output" / "pgbouncer"

@@ -4,24 +4,42 @@ import os
 import shutil
 import subprocess
 import sys
-import time
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.support.pgcluster import free_port
+from harness.net import free_port
+from harness.site import SITE_DIR
+from harness.waiting import poll, reap
 
-REPO_DIR = Path(__file__).resolve().parents[2]
-SITE_DIR = REPO_DIR / "site"
 WSGI_SCRIPT = SITE_DIR / "config" / "wsgi.py"
 DAEMON_USER = "www-data"
 
 
 def mod_wsgi_express():
+    """This venv's ``mod_wsgi-express`` script."""
     path = Path(sys.executable).parent / "mod_wsgi-express"
     if not path.exists():
         raise RuntimeError("mod_wsgi-express is not installed in this venv: run ./deploy.sh setup")
     return str(path)
+
+
+def stop_express(proc, server_root):
+    """Stop the mod_wsgi-express ``proc`` with its server root's ``apachectl stop``."""
+    apachectl = Path(server_root) / "apachectl"
+    if apachectl.exists():
+        subprocess.run([str(apachectl), "stop"], capture_output=True, timeout=30)
+    reap(proc, 30)
+
+
+def daemon_dir(prefix):
+    """A fresh directory under /tmp that the daemon user owns (it writes logs there)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    if os.geteuid() == 0:
+        shutil.chown(path, DAEMON_USER, DAEMON_USER)
+    path.chmod(0o755)
+    return path
 
 
 def get(url, timeout=10, headers=None):
@@ -96,33 +114,26 @@ class ModWsgiServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
+        last = []
+
+        def ready():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mod_wsgi-express exited early:\n{self.logs()}")
             try:
-                status, _, _ = get(self.url + ready_path, timeout=5)
-                if status == 200:
-                    return self
-                last = status
+                last[:] = [get(self.url + ready_path, timeout=5)[0]]
             except OSError as exc:
-                last = exc
-            time.sleep(0.2)
+                last[:] = [exc]
+            return last[0] == 200
+
+        if poll(ready, timeout, 0.2):
+            return self
         self.stop()
         raise TimeoutError(f"site not ready after {timeout}s (last: {last}):\n{self.logs()}")
 
     def stop(self):
         if self.proc is None:
             return
-        apachectl = self.server_root / "apachectl"
-        if apachectl.exists():
-            subprocess.run([str(apachectl), "stop"], capture_output=True, timeout=30)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_express(self.proc, self.server_root)
         self.proc = None
         self.log.close()
 

@@ -11,17 +11,18 @@ the benchmark uses that).
 import glob
 import os
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
-import psycopg2
+from harness.net import free_port
+from harness.pgclient import PgClient
+from harness.waiting import wait_until
 
 PG_USER_OS = "postgres"
 
 
 def pg_bindir():
+    """The PostgreSQL server binaries: $PG_BINDIR, the newest Debian version, or $PATH."""
     if os.environ.get("PG_BINDIR"):
         return Path(os.environ["PG_BINDIR"])
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
@@ -33,13 +34,7 @@ def pg_bindir():
     raise RuntimeError("PostgreSQL server binaries not found: apt-get install postgresql")
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class PgCluster:
+class PgCluster(PgClient):
     """One PostgreSQL server in ``base_dir`` (data/, socket/, log) on ``port``."""
 
     def __init__(self, base_dir, port=None, max_connections=100, settings=None, password=None):
@@ -128,14 +123,7 @@ class PgCluster:
         return self._run("pg_ctl", "-D", self.data_dir, "status", check=False).returncode == 0
 
     def wait_ready(self, timeout=30):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                self.connect().close()
-                return
-            except psycopg2.OperationalError:
-                time.sleep(0.1)
-        raise TimeoutError(f"PostgreSQL on port {self.port} not ready after {timeout}s")
+        wait_until(self.accepting, timeout, 0.1, f"PostgreSQL accepting on port {self.port}")
 
     def destroy(self):
         self.stop("immediate")
@@ -148,25 +136,10 @@ class PgCluster:
             auth += f":{self.password}"
         return f"postgres://{auth}@{self.host}:{self.port}/{dbname}"
 
-    def connect(self, dbname="postgres", autocommit=True, **kwargs):
-        conn = psycopg2.connect(
-            host=self.host,
-            port=self.port,
-            user=self.superuser,
-            dbname=dbname,
-            connect_timeout=5,
+    def connection_params(self):
+        return {
+            "host": self.host,
+            "port": self.port,
+            "user": self.superuser,
             **({"password": self.password} if self.password is not None else {}),
-            **kwargs,
-        )
-        conn.autocommit = autocommit
-        return conn
-
-    def query(self, sql, params=None, dbname="postgres"):
-        """Run one statement on a fresh superuser connection; return all rows (or [])."""
-        conn = self.connect(dbname)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, params)
-                return cur.fetchall() if cur.description else []
-        finally:
-            conn.close()
+        }
