@@ -120,6 +120,7 @@
       return "<tr>" + cells([esc(e.host + ":" + e.pid), fmt(e.requests, "int"), fmt(e.seconds_ago, "secs") + " ago"]) + "</tr>";
     }).join("");
     pgbouncer(s.pgbouncer);
+    document.dispatchEvent(new CustomEvent("dashboard:snapshot", { detail: s }));  /* advice.js */
     gauge(s.database);
     charts();
     updated.dataset.t = s.generated_at;
