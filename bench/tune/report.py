@@ -127,17 +127,18 @@ def _other_cpu(runs):
 def acceptance(result):
     choice = result["choice"]
     lines = []
-    for value, target, what in (
-        (choice["vs_baseline"], TARGET_VS_BASELINE, "of mod_wsgi-express's default shape's throughput"),
-        (choice["vs_best"], TARGET_VS_BEST, "of the best measured throughput"),
-    ):
+    targets = (
+        (choice["vs_baseline"], TARGET_VS_BASELINE, "the baseline's throughput"),
+        (choice["vs_best"], TARGET_VS_BEST, "the best measured throughput"),
+    )
+    for value, target, what in targets:
         if value is None:
-            lines.append({"status": "n/a", "text": f"chosen {what}: not measured"})
+            lines.append({"status": "n/a", "text": f"chosen shape vs {what}: not measured"})
             continue
         shown = f"{value:.2f}x" if target > 1 else f"{value:.0%}"
         goal = f">= {target:g}x" if target > 1 else f">= {target:.0%}"
         status = "pass" if value >= target else "short"
-        lines.append({"status": status, "text": f"chosen {shown} {what} (target {goal})"})
+        lines.append({"status": status, "text": f"chosen shape: {shown} of {what} (target {goal})"})
     return lines
 
 
