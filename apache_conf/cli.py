@@ -124,6 +124,14 @@ def add_arguments(parser):
         help="write the documented default machine's configs (apache_conf/generated/)",
     )
     parser.add_argument(
+        "--tune",
+        nargs="?",
+        const="newest",
+        metavar="RUN",
+        help="write tuned.conf and tuned.env for the shape a ./deploy.sh tune run chose "
+        "(RUN: its folder or result.json; default the newest under var/tune)",
+    )
+    parser.add_argument(
         "--check",
         action="store_true",
         help="validate each written config with the real apache2ctl -t",
@@ -228,6 +236,8 @@ def site_from_options(options):
 def run(options, out, err, command):
     """Size, render and write; return the exit code (messages already written)."""
     try:
+        if options.get("tune"):
+            return run_tuned(options, out, err, command)
         if options.get("reference"):
             extra = [
                 "--" + key.replace("_", "-")
@@ -267,6 +277,29 @@ def run(options, out, err, command):
                 f"wrote {path}: {s.processes} x {s.threads}, PERSISTENT_MODE={s.mode}, "
                 f"{result.needed} of {result.budget.usable} usable PostgreSQL connections\n"
             )
+    if options.get("check"):
+        return check(paths, out, err)
+    return 0
+
+
+def run_tuned(options, out, err, command):
+    """``--tune``: render the chosen shape of a tune run, sized as that run measured it."""
+    from apache_conf import tune
+
+    extra = ["--" + key.replace("_", "-") for key in SIZING_INPUTS if options.get(key) is not None]
+    if extra or options.get("reference") or options.get("variant") not in (None, "all"):
+        raise SizingError(
+            "--tune takes the shape and budget from the run: drop "
+            + (", ".join(extra) or "--variant/--reference")
+        )
+    try:
+        source = tune.latest_run() if options["tune"] == "newest" else options["tune"]
+        files = tune.tuned_outputs(tune.load_result(source), site_from_options(options), command)
+    except tune.TuneError as exc:
+        raise SizingError(str(exc)) from None
+    paths = render.write(files, Path(options.get("out") or render.DEFAULT_OUT_DIR))
+    for path in paths:
+        out.write(f"wrote {path}\n")
     if options.get("check"):
         return check(paths, out, err)
     return 0

@@ -382,28 +382,55 @@ def env_lines(key):
     return [f"PERSISTENT_MODE={shape.mode}", f"PERSISTENT_MAX_SIZE={shape.connections_per_process}"]
 
 
-def tuned_plan(key, machine, budget, hosts, note):
-    return Plan(shape_of(*key), machine, budget, hosts, note=note)
+BUDGET_INTS = ("max_connections", "superuser_reserved", "reserved", "others", "spare")
+BUDGET_LIMITS = ("role_limit", "role_others", "database_limit", "database_others")
+UNPRINTABLE_RE = re.compile(r"[^\x20-\x7e]+")
+
+
+def one_line(value, limit=300):
+    """A result file's text made safe for a config comment: printable ASCII, one line."""
+    return UNPRINTABLE_RE.sub(" ", str(value))[:limit]
+
+
+def _number(mapping, name, low=0):
+    value = mapping.get(name) if isinstance(mapping, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise TuneError(f"the result's {name} is missing or not a whole number >= {low}")
+    return value
+
+
+def recorded_sizing(result):
+    """(machine, budget, hosts) as the run recorded them, checked: the file is input."""
+    meta = result.get("meta") if isinstance(result.get("meta"), dict) else {}
+    recorded_machine = meta.get("machine")
+    machine = Machine(
+        _number(recorded_machine, "cores_used", 1), _number(recorded_machine, "memory_bytes", 1)
+    )
+    recorded = meta.get("budget") if isinstance(meta.get("budget"), dict) else {}
+    limits = {name: _number(recorded, name, -1) for name in BUDGET_LIMITS if name in recorded}
+    budget = Budget(
+        **{name: _number(recorded, name) for name in BUDGET_INTS},
+        **limits,
+        source=one_line(recorded.get("source", "recorded by the tune run")),
+    )
+    return machine, budget, _number(meta, "hosts", 1)
 
 
 def tuned_outputs(result, site, command):
     """{"tuned.conf": text, "tuned.env": text} for the chosen shape of a result dict."""
     chosen = chosen_key(result)
-    meta = result["meta"]
-    machine = Machine(meta["machine"]["cores_used"], meta["machine"]["memory_bytes"])
-    budget = Budget(**meta["budget"])
-    plan = tuned_plan(
-        chosen,
-        machine,
-        budget,
-        meta["hosts"],
-        f"measured by `{meta['command']}` on {meta['date']}: {result['choice']['reason']}",
+    machine, budget, hosts = recorded_sizing(result)
+    meta, choice = result["meta"], result["choice"]
+    date = one_line(meta.get("date", "?"), 40)
+    note = (
+        f"measured by `{one_line(meta.get('command', '?'))}` on {date}: "
+        f"{one_line(choice.get('reason', ''))}"
     )
+    plan = Plan(shape_of(*chosen), machine, budget, hosts, note=note)
     conf = render.render_variant(plan, site, command, file_name="tuned.conf")
     env = "\n".join(
         [
-            f"# Settings for the tuned shape {label(chosen)} ({meta['date']}); "
-            "add them to var/site.env",
+            f"# Settings for the tuned shape {label(chosen)} ({date}); add them to var/site.env",
             *env_lines(chosen),
         ]
     )

@@ -4,6 +4,7 @@ Figures are recorded ones (a landscape shaped like this 2-core machine's: prefor
 around 2x the threaded ones, mod_wsgi-express's 1x5 lower still), never timed here.
 """
 
+import dataclasses
 import json
 
 import pytest
@@ -222,7 +223,7 @@ def result_for(chosen):
     return {
         "meta": {
             "machine": {"cores_used": 2, "memory_bytes": 8 * GIB},
-            "budget": {"max_connections": 100, "source": "recorded"},
+            "budget": dataclasses.asdict(Budget(max_connections=100, source="recorded")),
             "hosts": 1,
             "command": "./deploy.sh tune",
             "date": "2026-11-29 21:30 UTC",
@@ -246,6 +247,19 @@ def test_tuned_outputs_render_the_chosen_shape(tmp_path):
         "PERSISTENT_MODE=process",
         "PERSISTENT_MAX_SIZE=1",
     ]
+
+
+def test_a_tampered_result_cannot_inject_config_lines():
+    from apache_conf import render
+
+    site = render.Site(server_name="example.com", site_root="/srv/site", venv="/srv/site/.venv")
+    result = result_for({"processes": 2, "threads": 1})
+    result["choice"]["reason"] = "fine\nLoadModule evil_module /tmp/evil.so"
+    conf = tune.tuned_outputs(result, site, "cmd")["tuned.conf"]
+    assert not any(line.startswith("LoadModule") for line in conf.splitlines())
+    result["meta"]["budget"]["max_connections"] = "100; rm -rf /"
+    with pytest.raises(tune.TuneError, match="max_connections"):
+        tune.tuned_outputs(result, site, "cmd")
 
 
 @pytest.mark.parametrize(
