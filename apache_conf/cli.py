@@ -284,7 +284,7 @@ def run(options, out, err, command):
 
 def run_tuned(options, out, err, command):
     """``--tune``: render the chosen shape of a tune run, sized as that run measured it."""
-    from apache_conf import tune
+    from apache_conf import tune, tuned
 
     extra = ["--" + key.replace("_", "-") for key in SIZING_INPUTS if options.get(key) is not None]
     if extra or options.get("reference") or options.get("variant") not in (None, "all"):
@@ -293,8 +293,8 @@ def run_tuned(options, out, err, command):
             + (", ".join(extra) or "--variant/--reference")
         )
     try:
-        source = tune.latest_run() if options["tune"] == "newest" else options["tune"]
-        files = tune.tuned_outputs(tune.load_result(source), site_from_options(options), command)
+        source = tuned.latest_run() if options["tune"] == "newest" else options["tune"]
+        files = tuned.tuned_outputs(tuned.load_result(source), site_from_options(options), command)
     except tune.TuneError as exc:
         raise SizingError(str(exc)) from None
     paths = render.write(files, Path(options.get("out") or render.DEFAULT_OUT_DIR))

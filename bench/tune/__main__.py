@@ -27,8 +27,8 @@ from apache_conf.tune import (
     noise,
     search,
     summarise,
-    tuned_outputs,
 )
+from apache_conf.tuned import tuned_outputs
 from bench.database import DB_NAME, BenchDatabase, make_daemon_dir
 from bench.tune import mix, report
 from bench.tune.measure import Measurer

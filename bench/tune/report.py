@@ -326,6 +326,7 @@ def write_chart(result, path):
     bound = result["choice"]["p99_bound_ms"]
     if bound:
         twin.axhline(bound, color="k", linestyle=":", linewidth=1, label="p99 bound")
+    twin.set_ylim(bottom=0)
     twin.set_ylabel("p99 latency, ms")
     twin.legend(loc="upper right", fontsize=8)
     processes = sorted({s["processes"] for s in shapes})

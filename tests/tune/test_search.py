@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from apache_conf import tune
+from apache_conf import tune, tuned
 from apache_conf.sizing import GIB, MIB, Budget, Machine
 
 TWO_CORES = Machine(cores=2, memory_bytes=8 * GIB)
@@ -236,7 +236,7 @@ def test_tuned_outputs_render_the_chosen_shape(tmp_path):
     from apache_conf import render
 
     site = render.Site(server_name="example.com", site_root="/srv/site", venv="/srv/site/.venv")
-    files = tune.tuned_outputs(
+    files = tuned.tuned_outputs(
         result_for({"processes": 3, "threads": 1}), site, "python -m apache_conf.tune"
     )
     conf = files["tuned.conf"]
@@ -255,11 +255,11 @@ def test_a_tampered_result_cannot_inject_config_lines():
     site = render.Site(server_name="example.com", site_root="/srv/site", venv="/srv/site/.venv")
     result = result_for({"processes": 2, "threads": 1})
     result["choice"]["reason"] = "fine\nLoadModule evil_module /tmp/evil.so"
-    conf = tune.tuned_outputs(result, site, "cmd")["tuned.conf"]
+    conf = tuned.tuned_outputs(result, site, "cmd")["tuned.conf"]
     assert not any(line.startswith("LoadModule") for line in conf.splitlines())
     result["meta"]["budget"]["max_connections"] = "100; rm -rf /"
     with pytest.raises(tune.TuneError, match="max_connections"):
-        tune.tuned_outputs(result, site, "cmd")
+        tuned.tuned_outputs(result, site, "cmd")
 
 
 @pytest.mark.parametrize(
@@ -273,7 +273,7 @@ def test_a_tampered_result_cannot_inject_config_lines():
 )
 def test_shell_refuses_a_bad_result_with_one_line(tmp_path, capsys, chosen, message):
     (tmp_path / "result.json").write_text(json.dumps(result_for(chosen)))
-    assert tune.main(["--shell", "--from", str(tmp_path)]) == 2
+    assert tuned.main(["--shell", "--from", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
 
@@ -284,7 +284,7 @@ def test_shell_prints_the_last_tuned_shape(tmp_path, capsys):
         p, t = chosen
         data = result_for({"processes": p, "threads": t})
         (tmp_path / stamp / "result.json").write_text(json.dumps(data))
-    assert tune.main(["--shell", "--from", str(tune.latest_run(tmp_path))]) == 0
+    assert tuned.main(["--shell", "--from", str(tuned.latest_run(tmp_path))]) == 0
     assert capsys.readouterr().out == "PROCESSES=2 THREADS=4 PERSISTENT_MODE=pool\n"
-    assert tune.main(["--from", str(tmp_path / "missing")]) == 2
+    assert tuned.main(["--from", str(tmp_path / "missing")]) == 2
     assert "run ./deploy.sh tune first" in capsys.readouterr().err
