@@ -6,6 +6,7 @@ failed runs.
 """
 
 import argparse
+import importlib.util
 import shutil
 import sys
 import time
@@ -30,6 +31,7 @@ from apache_conf.tune import (
 )
 from apache_conf.tuned import tuned_outputs
 from bench.database import DB_NAME, BenchDatabase, make_daemon_dir
+from bench.load import wrk_binary
 from bench.tune import mix, report
 from bench.tune.measure import Measurer
 from bench.tune.progress import ProgressBar
@@ -257,10 +259,13 @@ def main(argv=None):
         return 0
     try:
         check_args(args)
-        mix.operator_paths(args.url, args.urls)  # bad paths: refused before any set-up
+        wrk_binary()  # refused before any set-up: no wrk, or no matplotlib for the chart
+        if importlib.util.find_spec("matplotlib") is None:
+            raise TuneError("matplotlib is missing: pip install -e '.[bench]' (./deploy.sh setup)")
+        mix.operator_paths(args.url, args.urls)
         space = build_space(args)
         space.coarse(args.quick)
-    except (TuneError, SizingError, mix.MixError) as exc:
+    except (TuneError, SizingError, mix.MixError, RuntimeError) as exc:
         print(f"python -m bench.tune: {exc}", file=sys.stderr)
         for line in getattr(exc, "details", ()):
             print(line, file=sys.stderr)
@@ -273,6 +278,7 @@ def main(argv=None):
             tuner.prepare()
         except (RuntimeError, TimeoutError, OSError) as exc:
             print(f"python -m bench.tune: set-up failed: {exc}", file=sys.stderr)
+            shutil.rmtree(folder, ignore_errors=True)
             return 1
         try:
             tuner.run()
