@@ -202,6 +202,8 @@ class Tuner:
         )
 
         def measure(phase, keys):
+            # Recorded as it starts, so that an interrupted run still says what it did.
+            self.phases.append({"name": phase, "shapes": [label(key) for key in keys]})
             self.bar.total = self.bar.done + len(keys) * args.repeat
             if phase == "coarse":
                 self.bar.grow(refine * args.repeat)
@@ -216,7 +218,7 @@ class Tuner:
             return summarise(self.runs, self.space)
 
         try:
-            self.phases = search(self.space, measure, quick=args.quick)
+            search(self.space, measure, quick=args.quick)
         finally:
             self.bar.close()
 
