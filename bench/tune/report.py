@@ -254,8 +254,16 @@ def render_markdown(result, level=1, chart="chart.png"):
     out.append("")
     for line in result["acceptance"]:
         out.append(f"- {line['status']}: {line['text']}")
+    runner = runner_up(result)
     noise = result["noise"]
     spread = noise["median_relative_spread"]
+    if runner:
+        shape, gap = runner
+        within = spread is not None and gap <= spread
+        out.append(
+            f"- runner-up: `{shape}`, {gap:.0%} behind"
+            + (" (within the run-to-run spread: not told apart)" if within else "")
+        )
     other = noise["other_cpu_percent"]
     out += [
         "- noise: runs of one shape differ by a median "
@@ -283,6 +291,19 @@ def render_markdown(result, level=1, chart="chart.png"):
     for phase in result["phases"]:
         out.append(f"- {phase['name']}: {', '.join(phase['shapes'])}")
     return "\n".join(out) + "\n"
+
+
+def runner_up(result):
+    """(shape, gap) of the fastest shape that met the objective after the chosen one."""
+    chosen = result["choice"]["chosen"]
+    if not chosen:
+        return None
+    ok = [s for s in result["shapes"] if s["verdict"] == "ok" and s["shape"] != chosen["shape"]]
+    top = {s["shape"]: s for s in result["shapes"]}[chosen["shape"]]["rps"]["median"]
+    if not ok or not top:
+        return None
+    best = max(ok, key=lambda s: s["rps"]["median"])
+    return best["shape"], 1 - best["rps"]["median"] / top
 
 
 def write_markdown(result, path):
