@@ -90,7 +90,7 @@ while [ $# -gt 0 ]; do
       PASSTHROUGH+=("$1"); shift ;;
   esac
 done
-case "$VARIANT" in prefork|threaded|hybrid|tuned) ;; *) die "--variant must be prefork, threaded, hybrid or tuned (got '$VARIANT')" ;; esac
+case "$VARIANT" in prefork|threaded|hybrid|tuned) ;; *) die "--variant must be prefork, threaded or hybrid, or tuned for the last tune run (got '$VARIANT')" ;; esac
 if [ "$VARIANT" = tuned ] && [ -n "$PROCESSES$THREADS" ]; then
   die "--variant tuned runs the shape the last ./deploy.sh tune chose: drop --processes/--threads"
 fi
