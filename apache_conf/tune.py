@@ -224,25 +224,26 @@ def trouble(summary):
 
 
 def best_key(summaries):
-    """The shape with the highest median throughput that served only 2xx (None if none)."""
+    """The clean shape (``trouble`` None) with the highest median throughput, or None."""
     clean = [key for key, s in summaries.items() if trouble(s) is None]
     return max(clean, key=lambda key: summaries[key]["rps"]["median"], default=None)
 
 
-def search(space, measure, quick=False, refine_limit=None):
+def search(space, measure, quick=False, refine_limit=None, pick=best_key):
     """Run the search; ``measure(phase, keys)`` returns ``{key: summary}`` for every shape
     measured so far (it may re-measure earlier keys). Returns the phases: a list of
     ``{"name", "shapes"}``.
 
-    The incumbent best is measured again in each refinement phase, so that it and its
-    neighbours share the same minutes of a shared machine.
+    ``pick(summaries)`` names the incumbent to refine around (the objective's choice, say);
+    it is measured again in each refinement phase, so that it and its neighbours share the
+    same minutes of a shared machine.
     """
     refine_limit = refine_limit or (2 if quick else 4)
     rounds = 1 if quick else REFINE_ROUNDS
     phases = [{"name": "coarse", "shapes": [label(k) for k in space.coarse(quick)]}]
     summaries = measure("coarse", space.coarse(quick))
     for n in range(1, rounds + 1):
-        best = best_key(summaries)
+        best = pick(summaries)
         if best is None:
             break
         fresh = space.neighbours(best, summaries)[:refine_limit]
@@ -251,7 +252,7 @@ def search(space, measure, quick=False, refine_limit=None):
         keys = [best, *fresh]
         phases.append({"name": f"refine {n}", "shapes": [label(k) for k in keys]})
         summaries = measure(f"refine {n}", keys)
-        if best_key(summaries) == best:
+        if pick(summaries) == best:
             break
     return phases
 

@@ -23,6 +23,7 @@ from apache_conf.tune import (
     Objective,
     Space,
     TuneError,
+    best_key,
     choose,
     label,
     noise,
@@ -218,7 +219,12 @@ class Tuner:
             return summarise(self.runs, self.space)
 
         try:
-            search(self.space, measure, quick=args.quick)
+            objective = self.objective()
+
+            def pick(summaries):
+                return choose(summaries, self.space, objective).chosen or best_key(summaries)
+
+            search(self.space, measure, quick=args.quick, pick=pick)
         finally:
             self.bar.close()
 

@@ -133,6 +133,19 @@ def test_search_refines_around_the_best_and_finds_the_peak():
     assert len(summaries) < len(allowed) / 3
 
 
+def test_search_refines_around_what_the_objective_picks():
+    sp, measure, runs, calls = recorded_measure()
+    strict = tune.Objective(p99_ms=47.0)  # 3x1 (p99 48 ms) is out: refine around 2x1
+
+    def pick(summaries):
+        return tune.choose(summaries, sp, strict).chosen
+
+    tune.search(sp, measure, pick=pick)
+    assert calls[1] == ("refine 1", [(2, 1), (3, 1)])
+    assert len(calls) == 2  # 2x1 stays the choice: no second refinement
+    assert tune.choose(tune.summarise(runs, sp), sp, strict).chosen == (2, 1)
+
+
 def test_search_stops_when_the_best_stays_put():
     sp = space(max_processes=2, max_threads=2)
     runs, calls = [], []
