@@ -32,6 +32,8 @@ Commands:
   setup      everything above except starting the server
   test       setup, then the whole test suite (extra arguments go to pytest)
   bench      setup, then the benchmark (python -m bench; extra arguments go to it)
+  tune       setup, then measure daemon shapes and choose one (python -m bench.tune; extra
+             arguments go to it, e.g. --quick): var/tune/<timestamp>/, docs/tuning.md
   faults     setup, then the long fault-injection runs with a table of figures
   install-apache    install the site into Debian's system Apache (as root; options go
              to python -m apache_conf install: see docs/production.md)
@@ -42,7 +44,8 @@ Commands:
 Options (server):
   --port N          port to serve on (default 8000)
   --variant NAME    prefork | threaded | hybrid: daemon shape and backend mode, sized by
-                    apache_conf like the generated production configs (default prefork)
+                    apache_conf like the generated production configs (default prefork);
+                    tuned: the shape the last ./deploy.sh tune chose
   --processes N     daemon processes (overrides the variant)
   --threads N       threads per daemon process (overrides the variant)
   --pgbouncer       (run, setup) serve through a local PgBouncer in transaction pooling,
@@ -71,12 +74,12 @@ die() { printf 'deploy.sh: %s\n' "$*" >&2; exit 1; }
 # --- arguments ------------------------------------------------------------------------
 COMMAND=run
 case "${1:-}" in
-  setup|test|stop|bench|faults|install-apache|uninstall-apache) COMMAND="$1"; shift ;;
+  setup|test|stop|bench|faults|tune|install-apache|uninstall-apache) COMMAND="$1"; shift ;;
   help|-h|--help) usage; exit 0 ;;
 esac
 PORT=8000 VARIANT=prefork PROCESSES="" THREADS="" NO_APACHE=0 PGBOUNCER=0
 PASSTHROUGH=()
-if [ "$COMMAND" = bench ] || [ "$COMMAND" = faults ] || [[ "$COMMAND" == *install-apache ]]; then
+if [ "$COMMAND" = bench ] || [ "$COMMAND" = faults ] || [ "$COMMAND" = tune ] || [[ "$COMMAND" == *install-apache ]]; then
   PASSTHROUGH=("$@")  # their own options: python -m bench --help, python -m apache_conf --help
   set --
 fi
@@ -96,7 +99,10 @@ while [ $# -gt 0 ]; do
       PASSTHROUGH+=("$1"); shift ;;
   esac
 done
-case "$VARIANT" in prefork|threaded|hybrid) ;; *) die "--variant must be prefork, threaded or hybrid (got '$VARIANT')" ;; esac
+case "$VARIANT" in prefork|threaded|hybrid|tuned) ;; *) die "--variant must be prefork, threaded or hybrid, or tuned for the last tune run (got '$VARIANT')" ;; esac
+if [ "$VARIANT" = tuned ] && [ -n "$PROCESSES$THREADS" ]; then
+  die "--variant tuned runs the shape the last ./deploy.sh tune chose: drop --processes/--threads"
+fi
 if [ "$PGBOUNCER" -eq 1 ] && [ "$COMMAND" != run ] && [ "$COMMAND" != setup ]; then
   die "--pgbouncer goes with running the site or setup, not '$COMMAND'"
 fi
@@ -418,12 +424,21 @@ stop_server() {
 
 variant_shape() {  # sets PROCESSES, THREADS and PERSISTENT_MODE from apache_conf's sizing
   local line
-  line="$(DJANGO_ENV_FILE="$ENV_FILE" "$VENV/bin/python" -m apache_conf shape --variant "$VARIANT" \
-    ${PROCESSES:+--processes "$PROCESSES"} ${THREADS:+--threads "$THREADS"})" \
-    || die "could not size the '$VARIANT' variant (see the line above)"
+  if [ "$VARIANT" = tuned ]; then  # var/tune/<newest>/result.json, checked by apache_conf.tune
+    line="$("$VENV/bin/python" -m apache_conf.tune --shell)" \
+      || die "no tuned shape to run (see the line above): run ./deploy.sh tune first"
+  else
+    line="$(DJANGO_ENV_FILE="$ENV_FILE" "$VENV/bin/python" -m apache_conf shape --variant "$VARIANT" \
+      ${PROCESSES:+--processes "$PROCESSES"} ${THREADS:+--threads "$THREADS"})" \
+      || die "could not size the '$VARIANT' variant (see the line above)"
+  fi
   [[ "$line" =~ ^PROCESSES=[0-9]+\ THREADS=[0-9]+\ PERSISTENT_MODE=[a-z]+$ ]] \
     || die "unexpected sizing output '$line': run $VENV/bin/python -m apache_conf shape --variant $VARIANT"
   eval "$line"
+  SIZED_VARIANT="$VARIANT"  # the sizing rules' name for the shape (pgbouncer_conf)
+  if [ "$VARIANT" = tuned ]; then
+    if [ "$THREADS" -eq 1 ]; then SIZED_VARIANT=prefork; elif [ "$PROCESSES" -eq 1 ]; then SIZED_VARIANT=threaded; else SIZED_VARIANT=hybrid; fi
+  fi
 }
 
 run_server() {
@@ -505,7 +520,7 @@ start_pgbouncer() {
     die "port $PGBOUNCER_PORT is already in use: set PGBOUNCER_PORT=N"
   fi
   mkdir -p "$PGBOUNCER_DIR"
-  manage pgbouncer_conf --out "$PGBOUNCER_DIR" --variant "$VARIANT" \
+  manage pgbouncer_conf --out "$PGBOUNCER_DIR" --variant "$SIZED_VARIANT" \
     --processes "$PROCESSES" --threads "$THREADS" \
     --listen-addr 127.0.0.1 --listen-port "$PGBOUNCER_PORT" --unix-socket-dir "$RUN_DIR" \
     --db-host "$RUN_DIR" --db-port "$PG_PORT" --db-name site --stats-user site \
@@ -561,6 +576,7 @@ case "$COMMAND" in
     exec "$VENV/bin/python" -m pytest "${marker[@]}" ${PASSTHROUGH[@]+"${PASSTHROUGH[@]}"}
     ;;
   bench) setup; cd "$ROOT"; exec "$VENV/bin/python" -m bench ${PASSTHROUGH[@]+"${PASSTHROUGH[@]}"} ;;
+  tune) setup; cd "$ROOT"; exec "$VENV/bin/python" -m bench.tune ${PASSTHROUGH[@]+"${PASSTHROUGH[@]}"} ;;
   faults) setup; cd "$ROOT"; exec "$VENV/bin/python" -m pytest tests/faults --long ${PASSTHROUGH[@]+"${PASSTHROUGH[@]}"} ;;
   install-apache|uninstall-apache)
     [ "$(id -u)" -eq 0 ] || die "$COMMAND changes the system Apache: run it as root"

@@ -222,6 +222,8 @@ def run(options, out, err, command):
 def run_generator(options, out, err, command):
     """Size, render and write; return the exit code (messages already written)."""
     try:
+        if options.get("tune"):
+            return run_tuned(options, out, err, command)
         if options.get("reference"):
             extra = [
                 "--" + key.replace("_", "-")
@@ -290,6 +292,29 @@ def https_mode(opts):
             if not opts.get(key) or not path.is_file():
                 raise SizingError(f"--{key.replace('_', '-')} {str(path)!r}: no such file")
     return chosen[0]
+
+
+def run_tuned(options, out, err, command):
+    """``--tune``: render the chosen shape of a tune run, sized as that run measured it."""
+    from apache_conf import tune, tuned
+
+    extra = ["--" + key.replace("_", "-") for key in SIZING_INPUTS if options.get(key) is not None]
+    if extra or options.get("reference") or options.get("variant") not in (None, "all"):
+        raise SizingError(
+            "--tune takes the shape and budget from the run: drop "
+            + (", ".join(extra) or "--variant/--reference")
+        )
+    try:
+        source = tuned.latest_run() if options["tune"] == "newest" else options["tune"]
+        files = tuned.tuned_outputs(tuned.load_result(source), site_from_options(options), command)
+    except tune.TuneError as exc:
+        raise SizingError(str(exc)) from None
+    paths = render.write(files, Path(options.get("out") or render.DEFAULT_OUT_DIR))
+    for path in paths:
+        out.write(f"wrote {path}\n")
+    if options.get("check"):
+        return check(paths, out, err, options.get("server_root"), options.get("venv"))
+    return 0
 
 
 def target_from_options(opts):

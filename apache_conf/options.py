@@ -168,6 +168,14 @@ def add_arguments(parser):
         help="write the documented default machine's configs (apache_conf/generated/)",
     )
     parser.add_argument(
+        "--tune",
+        nargs="?",
+        const="newest",
+        metavar="RUN",
+        help="write tuned.conf and tuned.env for the shape a ./deploy.sh tune run chose "
+        "(RUN: its folder or result.json; default the newest under var/tune)",
+    )
+    parser.add_argument(
         "--check",
         action="store_true",
         help="validate each written config with the real apache2ctl -t",

@@ -157,8 +157,8 @@ def render_template(template, context):
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n") + "\n"
 
 
-def render_variant(result: Plan, site: Site, command: str) -> str:
-    """One ``<variant>.conf``."""
+def render_variant(result: Plan, site: Site, command: str, file_name=None) -> str:
+    """One ``<variant>.conf`` (or ``file_name``, e.g. tune's ``tuned.conf``)."""
     threads = result.shape.threads
     return render_template(
         "apache_conf/site.conf",
@@ -168,6 +168,7 @@ def render_variant(result: Plan, site: Site, command: str) -> str:
             "frontend": result.frontend,
             "site": site,
             "command": command,
+            "file_name": file_name or f"{result.shape.variant}.conf",
             "request_timeout_fire": round(60 * (1 + math.log(threads))),
         },
     )

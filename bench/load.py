@@ -22,7 +22,9 @@ def wrk_version():
     return " ".join(text[0].split()[:2]) if text else "unknown"
 
 
-def wrk_command(url, duration, concurrency, threads=1, timeout=10):
+def wrk_command(url, duration, concurrency, threads=1, timeout=10, script=LUA_SCRIPT, args=()):
+    """``script`` must print the BENCH_RESULT line (wrk_report.lua, or one that loads it);
+    ``args`` go to its ``init``."""
     threads = max(1, min(threads, concurrency))
     return [
         wrk_binary(),
@@ -35,8 +37,9 @@ def wrk_command(url, duration, concurrency, threads=1, timeout=10):
         "--timeout",
         f"{timeout:g}s",
         "--script",
-        str(LUA_SCRIPT),
+        str(script),
         url,
+        *(["--", *map(str, args)] if args else []),
     ]
 
 
@@ -58,9 +61,9 @@ def parse_output(stdout):
     return data
 
 
-def run_wrk(url, duration, concurrency, threads=1, timeout=10):
+def run_wrk(url, duration, concurrency, threads=1, timeout=10, script=LUA_SCRIPT, args=()):
     """Run wrk against ``url``; return the parsed result."""
-    cmd = wrk_command(url, duration, concurrency, threads, timeout)
+    cmd = wrk_command(url, duration, concurrency, threads, timeout, script, args)
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + timeout + 30)
     if result.returncode != 0:
         raise RuntimeError(f"wrk failed ({result.returncode}): {result.stderr.strip()[-2000:]}")

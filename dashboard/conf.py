@@ -25,6 +25,8 @@ DEFAULTS = {
     # Warnings.
     "DASHBOARD_IDLE_IN_TRANSACTION_WARN_SECONDS": 30,
     "DASHBOARD_BUDGET_WARN_RATIO": 0.8,
+    # Memory the daemons may use, for the advice panel (None/0: half of this machine's).
+    "DASHBOARD_MEMORY_BUDGET_MIB": None,
     # Characters of each query text kept for superusers.
     "DASHBOARD_QUERY_CHARS": 500,
 }

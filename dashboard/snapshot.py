@@ -7,7 +7,7 @@ Its schema is documented in README.md ("Dashboard").
 import os
 import time
 
-from dashboard import activity, conf, history, metrics, pgbouncer, processes, store
+from dashboard import activity, advice, conf, history, metrics, pgbouncer, processes, store
 from dashboard.histogram import BOUNDS, quantile
 
 SCHEMA_VERSION = 1
@@ -49,6 +49,7 @@ def build(include_queries=False, since=None, window=LATENCY_WINDOW, record=True)
     # PgBouncer's side (SHOW POOLS / STATS / CLIENTS) when PGBOUNCER_URL is set, else None.
     snap["pgbouncer"] = pgbouncer.snapshot()
     snap["warnings"] = _warnings(snap, act) + pgbouncer.warnings(snap["pgbouncer"])
+    snap["advice"] = advice.advise(snap)  # what to change (dashboard/advice.py)
     snap["timings_ms"] = {
         "database": round(database_ms, 3),
         "pgbouncer": snap["pgbouncer"] and snap["pgbouncer"]["timing_ms"],

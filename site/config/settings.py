@@ -178,6 +178,8 @@ DASHBOARD_METRICS_DIR = Path(env.str("DASHBOARD_METRICS_DIR", str(VAR_DIR / "met
 DASHBOARD_PUBLISH_INTERVAL = env.int("DASHBOARD_PUBLISH_INTERVAL", 2)
 # Bearer token for /metrics (Prometheus); empty: only a staff session may read it.
 DASHBOARD_METRICS_TOKEN = env.str("DASHBOARD_METRICS_TOKEN", "")
+# Memory the daemons may use, for the advice panel (0: half of this machine's).
+DASHBOARD_MEMORY_BUDGET_MIB = env.int("DASHBOARD_MEMORY_BUDGET_MIB", 0)
 # PgBouncer's admin console (postgres://user:password@host:port/pgbouncer, a stats_users
 # role): the dashboard then shows SHOW POOLS / SHOW STATS beside pg_stat_activity.
 PGBOUNCER_URL = env.str("PGBOUNCER_URL", "")

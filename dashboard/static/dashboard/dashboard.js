@@ -266,6 +266,7 @@
 
   function render(s) {
     SECTIONS.forEach(function (section) { section(s); });
+    document.dispatchEvent(new CustomEvent("dashboard:snapshot", { detail: s }));  /* advice.js */
     updated.dataset.t = s.generated_at;
     tickAge();
   }
