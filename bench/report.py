@@ -155,7 +155,7 @@ def _load(machine):
 
 
 def render_markdown(results, level=2):
-    """The body of results.md (and of README's section), headings from ``level``."""
+    """The body of results.md (and of docs/performance.md's section), headings from ``level``."""
     h = "#" * level
     parts = [describe_run(results)]
     for spec in results["meta"]["variants"]:

@@ -1,4 +1,4 @@
-"""The dashboard's settings, with their defaults (README "Dashboard" lists them)."""
+"""The dashboard's settings, with their defaults (docs/dashboard.md "Settings" lists them)."""
 
 from pathlib import Path
 

@@ -1,7 +1,7 @@
 """One snapshot: pg_stat_activity + every process's published figures + psutil + rates.
 
 The JSON endpoint, the page's first paint and /metrics all come from ``build()``.
-Its schema is documented in README.md ("Dashboard").
+Its schema is documented in docs/dashboard.md ("JSON snapshot").
 """
 
 import os

@@ -1,7 +1,7 @@
 """persistent_backend: a Django ENGINE for PostgreSQL that keeps connections across requests.
 
-Use ``"ENGINE": "persistent_backend"``; see README.md ("Persistent connections") for the
-modes and options. Public helpers:
+Use ``"ENGINE": "persistent_backend"``; see docs/backend.md for the
+modes and options, docs/guarantees.md for what it guarantees. Public helpers:
 
 * ``stats()``: ``{alias: {...}}`` counters and connections of this process.
 * ``current_connection_info(alias="default")``: the connection the current request used.

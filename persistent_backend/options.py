@@ -24,7 +24,7 @@ KEEPALIVE_DEFAULTS = {
 
 @dataclass(frozen=True)
 class Options:
-    """Every key of ``OPTIONS["persistent"]``; all optional (see README for each)."""
+    """Every key of ``OPTIONS["persistent"]``; all optional (docs/backend.md lists each)."""
 
     mode: str = "auto"
     max_size: int | None = None

@@ -12,8 +12,9 @@ from persistent_backend.base import DatabaseWrapper
 def stats():
     """``{alias: {...}}`` for every database of this process using ``persistent_backend``.
 
-    A plain, JSON-serialisable dict; see the README for every key. An alias whose store
-    was not created yet (no query so far) is reported with zero counters.
+    A plain, JSON-serialisable dict; docs/backend.md ("Observing it") lists every key.
+    An alias whose store was not created yet (no query so far) is reported with zero
+    counters.
     """
     result = {}
     for alias in connections:
