@@ -16,11 +16,9 @@ import shlex
 import socket
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-from apache_conf import debian, install, pgprobe, render
-from apache_conf.apachectl import StandaloneApache
+from apache_conf import configtest, debian, install, pgprobe, render
 from apache_conf.envfile import EnvFileError
 from apache_conf.options import (  # add_arguments: the management command's options
     INSTALL_INPUTS,
@@ -262,7 +260,7 @@ def run_generator(options, out, err, command):
                 f"{result.needed} of {result.budget.usable} usable PostgreSQL connections\n"
             )
     if options.get("check"):
-        return check(paths, out, err, options.get("server_root"), options.get("venv"))
+        return configtest.check(paths, out, err, options.get("server_root"), options.get("venv"))
     return 0
 
 
@@ -313,7 +311,7 @@ def run_tuned(options, out, err, command):
     for path in paths:
         out.write(f"wrote {path}\n")
     if options.get("check"):
-        return check(paths, out, err, options.get("server_root"), options.get("venv"))
+        return configtest.check(paths, out, err, options.get("server_root"), options.get("venv"))
     return 0
 
 
@@ -404,28 +402,3 @@ def main(argv=None, out=sys.stdout, err=sys.stderr):
     add_arguments(parser)
     opts = vars(parser.parse_args(argv))
     return run(opts, out, err, command_line(argv, manage=False))
-
-
-def check(paths, out, err, server_root=None, venv=None):
-    """``apache2ctl -t`` on each config: alone, in a throwaway httpd.conf; then inside the
-    system's config (``server_root``, default /etc/apache2, when there is one), which
-    catches conflicts with what is already there (e.g. a daemon name in use)."""
-    root = debian.ServerRoot(Path(server_root or debian.SYSTEM_ROOT))
-    system = (root.path / "apache2.conf").is_file()
-    failed = 0
-    for path in paths:
-        if path.suffix != ".conf":
-            continue
-        with tempfile.TemporaryDirectory(prefix="apache-conf-check-") as tmp:
-            results = [("", StandaloneApache(tmp, path, venv=venv).config_test())]
-        if system:
-            results.append((f" with {root.path}", root.config_test_with(path, venv)))
-        for where, result in results:
-            if result.returncode == 0:
-                out.write(f"apache2ctl -t {path.name}{where}: Syntax OK\n")
-            else:
-                failed += 1
-                err.write(
-                    f"apache2ctl -t {path.name}{where} failed:\n{result.stdout}{result.stderr}\n"
-                )
-    return 1 if failed else 0
