@@ -1,0 +1,37 @@
+"""Settings for Django's own ``runtests.py`` against persistent_backend.
+
+Read from the environment that ``tests/django_suite`` sets for each run:
+``PERSISTENT_SUITE_PORT`` (the throwaway cluster, trust auth on 127.0.0.1),
+``PERSISTENT_SUITE_MODE`` (``thread`` | ``pool``), ``PERSISTENT_SUITE_DRIVER``
+(``psycopg2`` | ``psycopg``) and ``PERSISTENT_SUITE_RESULTS`` (where the runner writes
+each test's outcome). Django imports psycopg 3 whenever it can, so the psycopg2 runs hide
+it before Django's PostgreSQL backend is imported.
+"""
+
+import os
+import sys
+
+DRIVER = os.environ["PERSISTENT_SUITE_DRIVER"]
+if DRIVER == "psycopg2":
+    sys.modules["psycopg"] = None
+elif DRIVER != "psycopg":
+    raise RuntimeError(f"PERSISTENT_SUITE_DRIVER={DRIVER!r}: use psycopg2 or psycopg")
+
+
+def _database(name):
+    return {
+        "ENGINE": "persistent_backend",
+        "NAME": name,
+        "USER": "postgres",
+        "HOST": "127.0.0.1",
+        "PORT": os.environ["PERSISTENT_SUITE_PORT"],
+        "OPTIONS": {"persistent": {"mode": os.environ["PERSISTENT_SUITE_MODE"]}},
+    }
+
+
+DATABASES = {"default": _database("django_default"), "other": _database("django_other")}
+SECRET_KEY = "django-suite-only-" + "x" * 40
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+USE_TZ = False
+TEST_RUNNER = "persistent_suite_runner.RecordingRunner"
