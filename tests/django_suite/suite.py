@@ -17,6 +17,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -225,19 +226,24 @@ def main(argv=None):
     parser.add_argument("labels", nargs="*", help=f"test labels (default: {len(LABELS)} labels)")
     parser.add_argument("--modes", default=",".join(MODES), help="thread,pool")
     parser.add_argument("--drivers", default=",".join(DRIVERS), help="psycopg2,psycopg")
+    parser.add_argument(
+        "--jobs", type=int, default=2, help="runs at the same time, on one cluster (default 2)"
+    )
     args = parser.parse_args(argv)
     modes = args.modes.split(",")
     drivers = args.drivers.split(",")
     if set(modes) - set(MODES) or set(drivers) - set(DRIVERS) or not modes or not drivers:
         parser.error(f"--modes takes {','.join(MODES)}; --drivers takes {','.join(DRIVERS)}")
+    if not 1 <= args.jobs <= 8:
+        parser.error("--jobs takes 1 to 8")
     try:
-        return _run(args.labels or list(LABELS), modes, drivers)
+        return _run(args.labels or list(LABELS), modes, drivers, args.jobs)
     except SuiteError as exc:
         print(f"tests/django_suite/run: {exc}", file=sys.stderr)
         return 2
 
 
-def _run(labels, modes, drivers):
+def _run(labels, modes, drivers, jobs):
     import django
 
     from tests.support.pgcluster import PgCluster
@@ -253,31 +259,46 @@ def _run(labels, modes, drivers):
         f"{', '.join(drivers)} x {', '.join(modes)} modes",
         flush=True,
     )
+    runs = [(driver, mode) for driver in drivers for mode in modes]
+    started = time.monotonic()
     cluster = PgCluster(tempfile.mkdtemp(prefix="django-suite-")).init().start()
-    failed = []
-    total_seconds = 0.0
     try:
-        for driver in drivers:
-            for mode in modes:
-                run_name = f"{version}/{driver}/{mode}"
-                payload, seconds, log = run_one(tests_dir, cluster, driver, mode, labels, log_dir)
-                total_seconds += seconds
-                comparison = compare(payload["outcomes"], expected, run_name)
-                problems = check_run(payload, driver, mode)
-                print(summary_line(run_name, payload, comparison, seconds), flush=True)
-                for test_id in comparison.unexpected:
-                    problems.append(f"unexpected failure: {test_id}")
-                for test_id in comparison.now_passing:
-                    problems.append(f"listed in expected_failures.txt but passes: {test_id}")
-                for test_id in comparison.not_run:
-                    problems.append(f"listed in expected_failures.txt but did not run: {test_id}")
-                for problem in problems:
-                    print(f"  FAIL {problem}", flush=True)
-                if problems:
-                    print(f"  (full output: {log})", flush=True)
-                    failed.append(run_name)
+        with ThreadPoolExecutor(jobs) as pool:
+            futures = [
+                pool.submit(run_one, tests_dir, cluster, driver, mode, labels, log_dir)
+                for driver, mode in runs
+            ]
+            names = [f"{version}/{driver}/{mode}" for driver, mode in runs]
+            failed = [
+                name
+                for name, future in zip(names, futures, strict=True)
+                if not report(name, *future.result(), expected)
+            ]
     finally:
         cluster.destroy()
-    verdict = f"{len(failed)} of {len(drivers) * len(modes)} runs failed" if failed else "green"
-    print(f"Django's own tests against persistent_backend: {verdict} ({total_seconds:.0f} s)")
+    verdict = f"{len(failed)} of {len(runs)} runs failed" if failed else "green"
+    elapsed = time.monotonic() - started
+    print(f"Django's own tests against persistent_backend: {verdict} ({elapsed:.0f} s)")
     return 1 if failed else 0
+
+
+def report(run_name, payload, seconds, log, expected):
+    """Print one run's counts and problems; True if it is as expected."""
+    _, driver, mode = run_name.split("/")
+    comparison = compare(payload["outcomes"], expected, run_name)
+    problems = check_run(payload, driver, mode)
+    print(summary_line(run_name, payload, comparison, seconds), flush=True)
+    problems += [f"unexpected failure: {test_id}" for test_id in comparison.unexpected]
+    problems += [
+        f"listed in expected_failures.txt but passes: {test_id}"
+        for test_id in comparison.now_passing
+    ]
+    problems += [
+        f"listed in expected_failures.txt but did not run: {test_id}"
+        for test_id in comparison.not_run
+    ]
+    for problem in problems:
+        print(f"  FAIL {problem}", flush=True)
+    if problems:
+        print(f"  (full output: {log})", flush=True)
+    return not problems

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -157,16 +158,19 @@ def main(argv=None):
     parser.add_argument("--pythons", default=",".join(PYTHONS))
     parser.add_argument("--django", default=",".join(DJANGO_LINES))
     parser.add_argument("--drivers", default=",".join(DRIVERS))
+    parser.add_argument("--jobs", type=int, default=2, help="test runs at the same time")
     parser.add_argument("--out", type=Path, default=RESULT_FILE, help="result file")
     args = parser.parse_args(argv)
     pythons, lines, drivers = (v.split(",") for v in (args.pythons, args.django, args.drivers))
     unknown = (set(pythons) - set(PYTHONS)) | (set(lines) - set(DJANGO_LINES))
-    if unknown or set(drivers) - set(DRIVERS):
+    if unknown or set(drivers) - set(DRIVERS) or not 1 <= args.jobs <= 8:
         parser.error(f"--pythons {','.join(PYTHONS)}; --django {','.join(DJANGO_LINES)}; "
-                     f"--drivers {','.join(DRIVERS)}")  # fmt: skip
+                     f"--drivers {','.join(DRIVERS)}; --jobs 1 to 8")  # fmt: skip
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    rows = []
+    rows, runs = [], []
+    # Virtualenvs one after the other (pip builds in the source folders), then the test
+    # runs, --jobs at a time: each starts its own PostgreSQL cluster on a free port.
     for minor, line in pairings(pythons, lines):
         python = find_python(minor)
         if python is None:
@@ -174,44 +178,45 @@ def main(argv=None):
             rows.append({"python_minor": minor, "django_line": line, "result": "no interpreter"})
             continue
         name = f"py{minor}-django{line}"
-        with open(WORK_DIR / f"{name}.log", "w") as log:
-            setup_started = time.monotonic()
+        setup_started = time.monotonic()
+        with open(WORK_DIR / f"{name}-setup.log", "w") as log:
             try:
                 venv = ensure_venv(python, line, log)
+                versions = installed_versions(venv)
             except (RuntimeError, subprocess.SubprocessError) as exc:
                 print(f"Python {minor} x Django {line}: FAIL installing ({exc})", flush=True)
                 rows += [{"python_minor": minor, "django_line": line, "driver": d,
                           "result": "fail", "why": "install failed"} for d in drivers]  # fmt: skip
                 continue
-            setup_seconds = time.monotonic() - setup_started
-            versions = installed_versions(venv)
-            for driver in drivers:
-                junit = WORK_DIR / f"{name}-{driver}.xml"
-                junit.unlink(missing_ok=True)
-                code, counts, seconds = run_backend_tests(venv, driver, junit, log)
-                ok = code == 0 and counts is not None and counts["passed"] > 0
-                row = {
-                    "python_minor": minor,
-                    "python": versions["python"],
-                    "venv": str(venv.relative_to(REPO_DIR)),
-                    "django_line": line,
-                    "django": versions["Django"],
-                    "driver": driver,
-                    "driver_version": versions[driver],
-                    "package_version": versions["django-persistent-backend"],
-                    "result": "pass" if ok else "fail",
-                    "tests": counts,
-                    "seconds": round(seconds, 1),
-                    "setup_seconds": round(setup_seconds, 1),
-                }
-                setup_seconds = 0.0
-                rows.append(row)
-                print(
-                    f"Python {row['python']} x Django {row['django']} x {driver} "
-                    f"{row['driver_version']}: {row['result'].upper()} {counts} "
-                    f"({seconds:.0f} s{'' if ok else f'; log: {log.name}'})",
-                    flush=True,
-                )
+        setup_seconds = round(time.monotonic() - setup_started, 1)
+        print(f"Python {versions['python']} x Django {versions['Django']}: {venv} "
+              f"({setup_seconds:.0f} s)", flush=True)  # fmt: skip
+        for driver in drivers:
+            row = {
+                "python_minor": minor,
+                "python": versions["python"],
+                "venv": str(venv.relative_to(REPO_DIR)),
+                "django_line": line,
+                "django": versions["Django"],
+                "driver": driver,
+                "driver_version": versions[driver],
+                "package_version": versions["django-persistent-backend"],
+                "setup_seconds": setup_seconds,
+            }
+            setup_seconds = 0.0
+            rows.append(row)
+            runs.append((row, venv, WORK_DIR / f"{name}-{driver}"))
+    with ThreadPoolExecutor(args.jobs) as pool:
+        futures = [pool.submit(test_pairing, *run) for run in runs]
+        for (row, _, stem), future in zip(runs, futures, strict=True):
+            future.result()
+            where = "" if row["result"] == "pass" else f"; log: {stem}.log"
+            print(
+                f"Python {row['python']} x Django {row['django']} x {row['driver']} "
+                f"{row['driver_version']}: {row['result'].upper()} {row['tests']} "
+                f"({row['seconds']:.0f} s{where})",
+                flush=True,
+            )
     total = time.monotonic() - started
     failed = [r for r in rows if r["result"] == "fail"]
     result = {
@@ -219,6 +224,7 @@ def main(argv=None):
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
         "command": "python -m tests.package.matrix",
         "tests": 'pytest tests/backend -m "not apache"',
+        "jobs": args.jobs,
         "total_seconds": round(total),
         "rows": rows,
     }
@@ -228,6 +234,16 @@ def main(argv=None):
         f"(written to {args.out})"
     )
     return 1 if failed else 0
+
+
+def test_pairing(row, venv, stem):
+    """Run the backend tests for one row (in a worker thread); fill in its result."""
+    junit = stem.with_suffix(".xml")
+    junit.unlink(missing_ok=True)
+    with open(stem.with_suffix(".log"), "w") as log:
+        code, counts, seconds = run_backend_tests(venv, row["driver"], junit, log)
+    ok = code == 0 and counts is not None and counts["passed"] > 0
+    row.update(result="pass" if ok else "fail", tests=counts, seconds=round(seconds, 1))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import tomllib
 import urllib.request
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -77,6 +78,19 @@ def test_wheel_holds_the_engine_alone(wheel):
     assert any(r.startswith("psycopg2") and 'extra == "psycopg2"' in r for r in requires)
     assert any(r.startswith("psycopg[binary]") and 'extra == "psycopg"' in r for r in requires)
     assert "# django-persistent-backend" in metadata.get_payload()  # README as description
+
+
+def test_site_distribution_depends_on_the_engine_distribution():
+    site = tomllib.loads((REPO_DIR / "pyproject.toml").read_text())
+    engine = tomllib.loads((PACKAGE_DIR / "pyproject.toml").read_text())["project"]
+    pin = f"{engine['name']}[psycopg2]=={engine['version']}"
+    assert pin in site["project"]["dependencies"]
+    # The site's distribution no longer ships the engine's files itself.
+    included = site["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert not any(pattern.startswith("persistent_backend") for pattern in included)
+    # ./deploy.sh installs both from the checkout in one pip command.
+    deploy = (REPO_DIR / "deploy.sh").read_text()
+    assert '-e "$ROOT/persistent_backend" -e "$ROOT[' in deploy
 
 
 MINI_SETTINGS = """

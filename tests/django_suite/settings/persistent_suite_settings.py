@@ -4,7 +4,8 @@ Read from the environment that ``tests/django_suite`` sets for each run:
 ``PERSISTENT_SUITE_PORT`` (the throwaway cluster, trust auth on 127.0.0.1),
 ``PERSISTENT_SUITE_MODE`` (``thread`` | ``pool``), ``PERSISTENT_SUITE_DRIVER``
 (``psycopg2`` | ``psycopg``) and ``PERSISTENT_SUITE_RESULTS`` (where the runner writes
-each test's outcome). Django imports psycopg 3 whenever it can, so the psycopg2 runs hide
+each test's outcome). Database names carry the driver and mode, so that runs can share
+the cluster at the same time. Django imports psycopg 3 whenever it can, so the psycopg2 runs hide
 it before Django's PostgreSQL backend is imported.
 """
 
@@ -29,7 +30,8 @@ def _database(name):
     }
 
 
-DATABASES = {"default": _database("django_default"), "other": _database("django_other")}
+_RUN = f"{DRIVER}_{os.environ['PERSISTENT_SUITE_MODE']}"
+DATABASES = {"default": _database(f"django_{_RUN}"), "other": _database(f"django_other_{_RUN}")}
 SECRET_KEY = "django-suite-only-" + "x" * 40
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
