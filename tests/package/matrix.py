@@ -169,8 +169,10 @@ def main(argv=None):
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     rows, runs = [], []
-    # Virtualenvs one after the other (pip builds in the source folders), then the test
-    # runs, --jobs at a time: each starts its own PostgreSQL cluster on a free port.
+    # Virtualenvs one after the other (pip builds in the source folders); each one's test
+    # runs start as soon as it is ready, --jobs at a time (each run starts its own
+    # PostgreSQL cluster on a free port).
+    pool = ThreadPoolExecutor(args.jobs)
     for minor, line in pairings(pythons, lines):
         python = find_python(minor)
         if python is None:
@@ -205,10 +207,10 @@ def main(argv=None):
             }
             setup_seconds = 0.0
             rows.append(row)
-            runs.append((row, venv, WORK_DIR / f"{name}-{driver}"))
-    with ThreadPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(test_pairing, *run) for run in runs]
-        for (row, _, stem), future in zip(runs, futures, strict=True):
+            stem = WORK_DIR / f"{name}-{driver}"
+            runs.append((row, stem, pool.submit(test_pairing, row, venv, stem)))
+    with pool:
+        for row, stem, future in runs:
             future.result()
             where = "" if row["result"] == "pass" else f"; log: {stem}.log"
             print(
@@ -241,7 +243,11 @@ def test_pairing(row, venv, stem):
     junit = stem.with_suffix(".xml")
     junit.unlink(missing_ok=True)
     with open(stem.with_suffix(".log"), "w") as log:
-        code, counts, seconds = run_backend_tests(venv, row["driver"], junit, log)
+        try:
+            code, counts, seconds = run_backend_tests(venv, row["driver"], junit, log)
+        except subprocess.TimeoutExpired:
+            code, counts, seconds = None, None, PYTEST_TIMEOUT
+            log.write(f"\nmatrix: pytest did not finish in {PYTEST_TIMEOUT} s\n")
     ok = code == 0 and counts is not None and counts["passed"] > 0
     row.update(result="pass" if ok else "fail", tests=counts, seconds=round(seconds, 1))
 

@@ -6,6 +6,7 @@ needs each test id and its outcome, the driver really used and the engine's mode
 
 import json
 import os
+import time
 import unittest
 
 from django.test.runner import DiscoverRunner
@@ -18,6 +19,18 @@ def _outcome_key(test):
 
 class RecordingResult(unittest.TextTestResult):
     outcomes = {}
+    slow = {}  # test id -> seconds, for tests over SLOW seconds
+    SLOW = 1.0
+
+    def startTest(self, test):
+        self._started = time.monotonic()
+        super().startTest(test)
+
+    def stopTest(self, test):
+        super().stopTest(test)
+        seconds = time.monotonic() - self._started
+        if seconds >= self.SLOW:
+            self.slow[_outcome_key(test)] = round(seconds, 2)
 
     def _record(self, test, outcome):
         key = _outcome_key(test)
@@ -84,6 +97,7 @@ class RecordingRunner(DiscoverRunner):
             "stores": stores,
             "tests_run": result.testsRun,
             "outcomes": RecordingResult.outcomes,
+            "slow": RecordingResult.slow,
         }
         with open(os.environ["PERSISTENT_SUITE_RESULTS"], "w") as fh:
             json.dump(payload, fh, indent=1, sort_keys=True)
