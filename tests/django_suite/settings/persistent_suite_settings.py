@@ -12,6 +12,11 @@ it before Django's PostgreSQL backend is imported.
 import os
 import sys
 
+# Django's own test settings of this version (SECRET_KEY, the MD5 hasher, USE_TZ, and
+# DEFAULT_AUTO_FIELD before Django 6.0), from the tests/ folder runtests.py runs in; only
+# the databases are replaced below.
+from test_sqlite import *  # noqa: F403
+
 DRIVER = os.environ["PERSISTENT_SUITE_DRIVER"]
 if DRIVER == "psycopg2":
     sys.modules["psycopg"] = None
@@ -32,8 +37,4 @@ def _database(name):
 
 _RUN = f"{DRIVER}_{os.environ['PERSISTENT_SUITE_MODE']}"
 DATABASES = {"default": _database(f"django_{_RUN}"), "other": _database(f"django_other_{_RUN}")}
-SECRET_KEY = "django-suite-only-" + "x" * 40
-PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
-USE_TZ = False
 TEST_RUNNER = "persistent_suite_runner.RecordingRunner"
