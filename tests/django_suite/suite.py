@@ -39,6 +39,7 @@ LABELS = (
 MODES = ("thread", "pool")
 DRIVERS = ("psycopg2", "psycopg")
 FAILED = ("failure", "error", "unexpected_success")
+RUN_TIMEOUT = 1800  # seconds for one runtests.py run
 
 
 class SuiteError(Exception):
@@ -185,8 +186,11 @@ def run_one(tests_dir, cluster, driver, mode, labels, log_dir):
            "--parallel", "1", "--noinput", "--verbosity", "1", *labels]  # fmt: skip
     started = time.monotonic()
     with open(log, "w") as fh:
-        subprocess.run(cmd, cwd=tests_dir, env=env, stdout=fh, stderr=subprocess.STDOUT,
-                       timeout=1800, check=False)  # fmt: skip
+        try:
+            subprocess.run(cmd, cwd=tests_dir, env=env, stdout=fh, stderr=subprocess.STDOUT,
+                           timeout=RUN_TIMEOUT, check=False)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise SuiteError(f"runtests.py ran over {RUN_TIMEOUT} s ({log})") from None
     seconds = time.monotonic() - started
     if not results.is_file():
         tail = log.read_text(errors="replace").strip().splitlines()[-15:]
