@@ -76,6 +76,15 @@ def parse_expected(text):
     return entries
 
 
+def selected(expected, labels):
+    """The entries whose tests the labels run (a label names a module, class or test)."""
+    return [
+        entry
+        for entry in expected
+        if any(entry.test_id == label or entry.test_id.startswith(label + ".") for label in labels)
+    ]
+
+
 # -- comparing one run -----------------------------------------------------------------------
 @dataclass
 class Comparison:
@@ -228,42 +237,42 @@ def main(argv=None):
         prog="tests/django_suite/run", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("labels", nargs="*", help=f"test labels (default: {len(LABELS)} labels)")
-    parser.add_argument("--modes", default=",".join(MODES), help="thread,pool")
-    parser.add_argument("--drivers", default=",".join(DRIVERS), help="psycopg2,psycopg")
+    every = [f"{driver}/{mode}" for driver in DRIVERS for mode in MODES]
+    parser.add_argument(
+        "--runs", default=",".join(every), help=f"DRIVER/MODE,... (default: {','.join(every)})"
+    )
     parser.add_argument(
         "--jobs", type=int, default=2, help="runs at the same time, on one cluster (default 2)"
     )
     args = parser.parse_args(argv)
-    modes = args.modes.split(",")
-    drivers = args.drivers.split(",")
-    if set(modes) - set(MODES) or set(drivers) - set(DRIVERS) or not modes or not drivers:
-        parser.error(f"--modes takes {','.join(MODES)}; --drivers takes {','.join(DRIVERS)}")
+    runs = [tuple(run.split("/")) for run in dict.fromkeys(args.runs.split(","))]
+    if not set(runs) <= {tuple(run.split("/")) for run in every}:
+        parser.error(f"--runs takes some of {','.join(every)}")
     if not 1 <= args.jobs <= 8:
         parser.error("--jobs takes 1 to 8")
     try:
-        return _run(args.labels or list(LABELS), modes, drivers, args.jobs)
+        return _run(args.labels or list(LABELS), runs, args.jobs)
     except SuiteError as exc:
         print(f"tests/django_suite/run: {exc}", file=sys.stderr)
         return 2
 
 
-def _run(labels, modes, drivers, jobs):
+def _run(labels, runs, jobs):
     import django
 
     from tests.support.pgcluster import PgCluster
 
     version = django.get_version()
-    expected = parse_expected(EXPECTED_FILE.read_text())
+    expected = selected(parse_expected(EXPECTED_FILE.read_text()), labels)
     tests_dir = django_sources(version)
     log_dir = CACHE_DIR / f"runs-{version}"
     log_dir.mkdir(parents=True, exist_ok=True)
     python = ".".join(map(str, sys.version_info[:3]))
     print(
         f"Django {version}'s own tests ({len(labels)} labels) on Python {python}: "
-        f"{', '.join(drivers)} x {', '.join(modes)} modes",
+        f"{', '.join(f'{driver}/{mode}' for driver, mode in runs)}",
         flush=True,
     )
-    runs = [(driver, mode) for driver in drivers for mode in modes]
     started = time.monotonic()
     cluster = PgCluster(tempfile.mkdtemp(prefix="django-suite-")).init().start()
     try:

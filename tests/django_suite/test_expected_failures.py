@@ -6,7 +6,7 @@ the rules that turn a run's recorded outcomes into a verdict.
 
 import pytest
 
-from tests.django_suite.suite import EXPECTED_FILE, LABELS, compare, parse_expected
+from tests.django_suite.suite import EXPECTED_FILE, LABELS, compare, parse_expected, selected
 
 ID = "backends.base.test_base.ConnectionHealthChecksTests.test_health_checks_enabled"
 OTHER = "queries.tests.Queries1Tests.test_ticket1050"
@@ -55,3 +55,10 @@ def test_entries_apply_to_the_runs_they_name():
     assert compare({ID: "failure"}, expected, "5.2.19/psycopg/pool").ok
     assert not compare({ID: "failure"}, expected, "5.2.19/psycopg2/pool").ok
     assert compare({ID: "ok"}, expected, "6.0.1/psycopg/pool").ok
+
+
+def test_labels_run_decide_which_entries_apply():
+    expected = parse_expected(f"{ID}  */*/*  fails by design, see the README\n")
+    assert selected(expected, ["backends"]) == expected
+    assert selected(expected, ["backends.base.test_base.ConnectionHealthChecksTests"]) == expected
+    assert selected(expected, ["basic", "back"]) == []
