@@ -178,7 +178,7 @@ pick_python() {
 ensure_venv() {
   local python stamp want
   python="$(pick_python)"
-  want="$python $(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
+  want="$python $(cat "$ROOT/pyproject.toml" "$ROOT/persistent_backend/pyproject.toml" | sha256sum | cut -c1-16)"
   stamp="$VENV/.deploy-stamp"
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
     return 0
@@ -196,7 +196,8 @@ ensure_venv() {
   # version would carry a RUNPATH into that Python's tree.
   (umask 077 && : >"$LOG_DIR/pip.log")
   if ! { "$VENV/bin/python" -m pip install -q --upgrade pip &&
-         "$VENV/bin/python" -m pip install -q --no-cache-dir -e "$ROOT[test,psycopg3,bench]"; } \
+         "$VENV/bin/python" -m pip install -q --no-cache-dir \
+           -e "$ROOT/persistent_backend" -e "$ROOT[test,psycopg3,bench]"; } \
        >"$LOG_DIR/pip.log" 2>&1; then
     tail -n 20 "$LOG_DIR/pip.log" >&2
     die "pip install failed (full log: var/log/pip.log): check the network to PyPI and rerun"

@@ -1,0 +1,1 @@
+"""Django's own test suite against persistent_backend (``tests/django_suite/run``)."""
