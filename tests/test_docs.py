@@ -17,13 +17,6 @@ REPO_DIR = Path(__file__).resolve().parents[1]
 DOCS = published.doc_files(REPO_DIR)
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 # Pages written by other engineers of issue 12 on their own branches (linked from here).
-WRITTEN_ELSEWHERE = {
-    "docs/guarantees.md",
-    "docs/security.md",
-    "docs/production.md",
-    "docs/tuning.md",
-    "persistent_backend/README.md",
-}
 TOP_COMMANDS = """```sh
 ./deploy.sh          # fresh Debian/Ubuntu: installs everything, runs the site on http://localhost:8000/
 ./deploy.sh test     # fresh Debian/Ubuntu: installs everything, runs the whole test suite
@@ -99,9 +92,6 @@ def links():
 def test_every_link_resolves(path, target):
     file_part, _, anchor = target.partition("#")
     resolved = (path.parent / file_part).resolve() if file_part else path
-    relative = str(resolved.relative_to(REPO_DIR))
-    if not resolved.exists() and relative in WRITTEN_ELSEWHERE:
-        pytest.skip(f"{relative} is written on another issue-12 branch (resolves after merge)")
     assert resolved.exists(), f"{page_id(path)}: {target} does not exist"
     if anchor:
         assert anchor in anchors(resolved), f"{page_id(path)}: no heading #{anchor}"

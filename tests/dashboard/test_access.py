@@ -101,7 +101,7 @@ def test_api_takes_since_and_window(staff_client, dashboard_metrics_dir):
             "xact": None,
             "buckets": [0] * (len(histogram.BOUNDS) + 1),
             "states": {},
-            "point": {"t": now - age, "requests_per_s": None},
+            "point": {"t": now - age, "states": {}, "requests_per_s": None},
         }
         for age in (100, 50, 20)
     ]
