@@ -12,7 +12,7 @@ import pytest
 
 from apache_conf.apachectl import StandaloneApache
 from apache_conf.tune import BASELINE, label
-from bench.database import clean_environ
+from harness.site import clean_environ
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 
