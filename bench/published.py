@@ -2,7 +2,8 @@
 
 ``bench/published/`` holds the runs the docs quote: ``results.json`` (with ``results.md``
 and ``results.png``) of a full ``./deploy.sh bench``, ``micro.json`` of
-``python -m bench.micro``, ``faults.md`` of ``./deploy.sh faults``. Every figure in
+``python -m bench.micro``, ``faults.md`` of ``./deploy.sh faults``; the tuner's run lives in
+``docs/tuning/`` (``python -m bench.tune --docs-from``). Every figure in
 README.md and docs/*.md sits between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->``
 and is rendered from those files here; ``tests/test_docs.py`` fails when a block and
 its file disagree, or when a figure appears outside a block.
@@ -20,11 +21,14 @@ from pathlib import Path
 
 from bench import micro, report
 from bench.targets import format_lines
+from bench.tune import report as tune_report
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 PUBLISHED_DIR = REPO_DIR / "bench" / "published"
 BENCH_FILES = ("results.json", "results.md", "results.png")
 FAULTS_FILE = "faults.md"
+TUNE_DIR = REPO_DIR / "docs" / "tuning"
+TUNE_DOCS = REPO_DIR / "docs" / "tuning.md"
 BLOCK = re.compile(
     r"<!-- (?P<name>[a-z]+):begin -->\n(?P<body>(?:.*?\n)?)<!-- (?P=name):end -->", re.S
 )
@@ -72,11 +76,19 @@ def render_faults(published=PUBLISHED_DIR):
     return text.split("\n", 1)[1].strip() if text.startswith("# ") else text.strip()
 
 
+def render_tune(published=PUBLISHED_DIR):
+    """The tuner's committed run (docs/tuning/, written by python -m bench.tune --docs-from)."""
+    section = tune_report.docs_section(tune_report.load(TUNE_DIR), TUNE_DIR, TUNE_DOCS)
+    inner = section.removeprefix(tune_report.DOCS_BEGIN + "\n")
+    return inner.removesuffix("\n" + tune_report.DOCS_END)
+
+
 RENDERERS = {
     "bench": render_bench,
     "pgbouncer": render_pgbouncer,
     "micro": render_micro,
     "faults": render_faults,
+    "tune": render_tune,
 }
 
 

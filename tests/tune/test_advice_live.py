@@ -3,6 +3,7 @@ threads, a pool of 3 connections each, a 64 MiB memory budget) on the test Postg
 loaded past its threads and its pools, then left idle."""
 
 import json
+import re
 import time
 
 import pytest
@@ -79,8 +80,11 @@ def test_rules_fire_under_real_load_and_when_idle(
     idle = wait_for_rules(server, staff_headers, {"idle_connections"}, 30)
     assert "lower PERSISTENT_MAX_SIZE from 3 to 1" in idle.get("idle_connections", ""), idle
 
-    # The page shows the same lines (escaped by the template; advice.js redraws them).
+    # The page carries the same lines in its snapshot data (json_script), from which
+    # advice.js draws the panel with textContent (tests/tune/test_advice_browser.py).
     status, page, _ = get(server.url + "/dashboard/", headers=staff_headers, timeout=30)
     assert status == 200
-    assert 'id="advice"' in page and 'data-rule="idle_connections"' in page
+    data = re.search(r'<script id="dashboard-data"[^>]*>(.*?)</script>', page, re.S)
+    assert 'id="advice"' in page and data, page[:500]
+    assert "idle_connections" in {line["rule"] for line in json.loads(data.group(1))["advice"]}
     assert "dashboard:snapshot" in page  # advice.js listens for dashboard.js's redraws
