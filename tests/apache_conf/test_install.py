@@ -294,6 +294,7 @@ def test_uninstall_without_an_install_changes_nothing(debian, test_db_url):
     assert debian.snapshot() == before
 
 
+@pytest.mark.apache  # deploy.sh refuses a Python the daemon user cannot run (--no-apache venvs)
 def test_manage_py_and_deploy_sh_run_the_same_install(debian, test_db_url):
     """``manage.py apache_conf install`` and ``./deploy.sh install-apache`` (dry runs)."""
     common = (

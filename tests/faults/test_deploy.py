@@ -22,6 +22,10 @@ from harness.modwsgi import get
 from harness.net import free_port
 from harness.waiting import wait_until
 
+# deploy.sh checks that the daemon user can run the checkout's Python and starts daemons:
+# with the Apache tests (not under --no-apache, whose venv's Python www-data cannot load).
+pytestmark = pytest.mark.apache
+
 REPO_DIR = Path(__file__).resolve().parents[2]
 VAR_DIR = REPO_DIR / "var"
 
