@@ -22,6 +22,7 @@ from bench.configs import (
 )
 from bench.load import wrk_version
 from bench.machine import describe
+from bench.results import results_folder
 from bench.runner import Bench, Options
 from bench.summary import summarise
 from harness.pgbouncer import pgbouncer_version
@@ -133,16 +134,6 @@ def build_options(args, results_dir):
     if options.concurrency < 1:
         raise ValueError("--concurrency must be >= 1")
     return options
-
-
-def results_folder(parent):
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    path, n = Path(parent) / stamp, 1
-    while path.exists():
-        n += 1
-        path = Path(parent) / f"{stamp}-{n}"
-    path.mkdir(parents=True)
-    return path
 
 
 def assemble(bench, options, argv, started, wall):

@@ -33,6 +33,7 @@ from apache_conf.tune import (
 from apache_conf.tuned import tuned_outputs
 from bench.database import DB_NAME, BenchDatabase
 from bench.load import wrk_binary
+from bench.results import results_folder
 from bench.tune import mix, report
 from bench.tune.measure import Measurer
 from bench.tune.progress import ProgressBar
@@ -128,16 +129,6 @@ def build_space(args):
     budget = cli.resolve_budget(options, sys.stderr)
     machine = Machine.detect(args.cores, args.memory_gib)
     return Space(machine, budget, args.hosts, args.max_processes, args.max_threads)
-
-
-def results_folder(parent):
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    path, n = Path(parent) / stamp, 1
-    while path.exists():
-        n += 1
-        path = Path(parent) / f"{stamp}-{n}"
-    path.mkdir(parents=True)
-    return path
 
 
 def describe_run(run):
