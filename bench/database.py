@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from harness.pgcluster import PgCluster
+from harness.sampling import Sampler
 from harness.site import STOCK_ENGINE, run_manage, site_environment
 from harness.waiting import poll
 
@@ -168,30 +169,17 @@ def statements_delta(before, after):
     return sum(calls for calls, _ in rows), rows
 
 
-class BackendSampler:
+class BackendSampler(Sampler):
     """Samples the site's backend count in a thread while the load runs."""
 
     def __init__(self, database, interval=0.25):
+        super().__init__(interval, name="backend-sampler")
         self.database = database
-        self.interval = interval
         self.samples = []
-        self._stop = threading.Event()
-        self._thread = None
+        self._start = time.monotonic()
 
-    def __enter__(self):
-        self._thread = threading.Thread(target=self._run, name="backend-sampler", daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self):
-        start = time.monotonic()
-        while not self._stop.is_set():
-            self.samples.append((time.monotonic() - start, self.database.backends()))
-            self._stop.wait(self.interval)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+    def sample(self):
+        self.samples.append((time.monotonic() - self._start, self.database.backends()))
 
     def mid_run(self):
         """The sample nearest to the middle of the run."""

@@ -10,7 +10,6 @@ host: the noise). Figures are percent of one core.
 """
 
 import os
-import threading
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from bench.configs import Config, Variant
 from bench.database import BackendSampler
 from bench.load import run_wrk
 from bench.server import SiteUnderTest
+from harness.sampling import Sampler
 
 MIX_SCRIPT = Path(__file__).resolve().parent / "wrk_mix.lua"
 #: The site as deployed: persistent_backend in the mode its shape pairs with (process for
@@ -68,44 +68,31 @@ def _machine_busy():
     return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
 
-class RssSampler:
+class RssSampler(Sampler):
     """Samples each daemon's RSS in a thread: the largest one process reached, and the
     largest sum over the daemons."""
 
     def __init__(self, pids, interval=0.5):
+        super().__init__(interval, name="rss-sampler")
         self.procs = []
         for pid in pids:
             try:
                 self.procs.append(psutil.Process(pid))
             except psutil.Error:
                 pass
-        self.interval = interval
         self.per_process = 0
         self.total = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
 
-    def _run(self):
-        while True:
-            total = 0
-            for proc in self.procs:
-                try:
-                    rss = proc.memory_info().rss
-                except psutil.Error:
-                    continue
-                self.per_process = max(self.per_process, rss)
-                total += rss
-            self.total = max(self.total, total)
-            if self._stop.wait(self.interval):
-                return
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+    def sample(self):
+        total = 0
+        for proc in self.procs:
+            try:
+                rss = proc.memory_info().rss
+            except psutil.Error:
+                continue
+            self.per_process = max(self.per_process, rss)
+            total += rss
+        self.total = max(self.total, total)
 
 
 class Measurer:

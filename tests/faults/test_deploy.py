@@ -11,8 +11,6 @@ import os
 import re
 import signal
 import subprocess
-import threading
-import time
 from pathlib import Path
 
 import psycopg2
@@ -20,6 +18,7 @@ import pytest
 
 from harness.modwsgi import get
 from harness.net import free_port
+from harness.sampling import Sampler
 from harness.waiting import wait_until
 
 # deploy.sh checks that the daemon user can run the checkout's Python and starts daemons:
@@ -56,35 +55,24 @@ def site_url_password():
     raise AssertionError("no DATABASE_URL in var/site.env")
 
 
-class CommandLines:
+class CommandLines(Sampler):
     """Every distinct command line seen in /proc while it runs (a sampling thread)."""
 
     def __init__(self):
+        super().__init__(0.002, name="cmdline-sampler")
         self.seen = set()
         self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._me = str(os.getpid())
 
-    def _run(self):
-        me = str(os.getpid())
-        while not self._stop.is_set():
-            for pid in os.listdir("/proc"):
-                if pid.isdigit() and pid != me:
-                    try:
-                        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                            self.seen.add(fh.read())
-                    except OSError:
-                        pass
-            self.samples += 1
-            time.sleep(0.002)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+    def sample(self):
+        for pid in os.listdir("/proc"):
+            if pid.isdigit() and pid != self._me:
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                        self.seen.add(fh.read())
+                except OSError:
+                    pass
+        self.samples += 1
 
 
 def psql_binary():

@@ -5,7 +5,6 @@ Every PgBouncer here is configured by ``manage.py pgbouncer_conf``. The load com
 """
 
 import json
-import threading
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from django.test import Client
 
 from harness import load
 from harness.modwsgi import get
+from harness.sampling import Sampler
 from persistent_backend.deployment import short_hostname
 from tests.pgbouncer.conftest import backends, bouncer_env
 from tests.pgbouncer.harness import wait_until
@@ -47,28 +47,16 @@ def site_clients(bouncer):
     return found
 
 
-class BackendSampler:
+class BackendSampler(Sampler):
     """The most PostgreSQL sessions of the PgBouncer role seen while a load runs."""
 
     def __init__(self, pg_cluster, db_name, interval=0.05):
+        super().__init__(interval, name="backend-sampler")
         self.args = (pg_cluster, db_name)
-        self.interval = interval
         self.samples = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self):
-        while not self._stop.is_set():
-            self.samples.append(backends(*self.args))
-            self._stop.wait(self.interval)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+    def sample(self):
+        self.samples.append(backends(*self.args))
 
     @property
     def maximum(self):
