@@ -140,12 +140,16 @@ def run_backend_tests(venv, driver, junit, log):
     done = subprocess.run(cmd, cwd=REPO_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
                           timeout=PYTEST_TIMEOUT)  # fmt: skip
     seconds = time.monotonic() - started
-    counts = junit_counts(junit) if junit.is_file() else None
+    counts = junit_counts(junit)
     return done.returncode, counts, seconds
 
 
 def junit_counts(path):
-    root = ET.parse(path).getroot()
+    """Pass/skip/fail counts from pytest's junit file; None when it is missing or unreadable."""
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return None
     suite = root if root.tag == "testsuite" else root.find("testsuite")
     total, skipped = int(suite.get("tests")), int(suite.get("skipped"))
     failed = int(suite.get("failures")) + int(suite.get("errors"))
@@ -207,18 +211,21 @@ def main(argv=None):
             }
             setup_seconds = 0.0
             rows.append(row)
-            stem = WORK_DIR / f"{name}-{driver}"
-            runs.append((row, stem, pool.submit(test_pairing, row, venv, stem)))
+            junit, log = run_files(name, driver)
+            runs.append((row, log, pool.submit(test_pairing, row, venv, junit, log)))
     with pool:
-        for row, stem, future in runs:
+        for row, log, future in runs:
             future.result()
-            where = "" if row["result"] == "pass" else f"; log: {stem}.log"
+            where = "" if row["result"] == "pass" else f"; log: {log}"
             print(
                 f"Python {row['python']} x Django {row['django']} x {row['driver']} "
                 f"{row['driver_version']}: {row['result'].upper()} {row['tests']} "
                 f"({row['seconds']:.0f} s{where})",
                 flush=True,
             )
+            if row["result"] != "pass":  # CI keeps only what is printed
+                tail = log.read_text(errors="replace").splitlines()[-40:]
+                print("\n".join(f"    {line}" for line in tail), flush=True)
     total = time.monotonic() - started
     failed = [r for r in rows if r["result"] == "fail"]
     result = {
@@ -238,11 +245,16 @@ def main(argv=None):
     return 1 if failed else 0
 
 
-def test_pairing(row, venv, stem):
+def run_files(name, driver):
+    """The junit file and log of one run. Names like "py3.12-django6.0" hold dots, so never
+    Path.with_suffix: both drivers' runs, which go on at once, would share one file."""
+    return WORK_DIR / f"{name}-{driver}.xml", WORK_DIR / f"{name}-{driver}.log"
+
+
+def test_pairing(row, venv, junit, log_path):
     """Run the backend tests for one row (in a worker thread); fill in its result."""
-    junit = stem.with_suffix(".xml")
     junit.unlink(missing_ok=True)
-    with open(stem.with_suffix(".log"), "w") as log:
+    with open(log_path, "w") as log:
         try:
             code, counts, seconds = run_backend_tests(venv, row["driver"], junit, log)
         except subprocess.TimeoutExpired:

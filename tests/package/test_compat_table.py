@@ -12,7 +12,7 @@ import tomllib
 
 import pytest
 
-from tests.package import compat_table
+from tests.package import compat_table, matrix
 from tests.package.matrix import DJANGO_LINES, DRIVERS, PYTHONS, RESULT_FILE, next_line, pairings
 
 
@@ -68,3 +68,9 @@ def test_pyproject_declares_exactly_what_was_tested(result, project):
         for version in tested:
             as_tuple = tuple(map(int, version.split(".")))
             assert tuple(map(int, low.split("."))) <= as_tuple < tuple(map(int, high.split(".")))
+
+
+def test_every_run_of_the_matrix_has_its_own_junit_file_and_log():
+    files = [path for minor, line in matrix.pairings() for driver in matrix.DRIVERS
+             for path in matrix.run_files(f"py{minor}-django{line}", driver)]  # fmt: skip
+    assert len(files) == len(set(files)) == 4 * len(matrix.pairings())
