@@ -36,34 +36,33 @@ SITE_INPUTS = (
 )
 
 
+def add_flags(group, *flags):
+    """Add each ``(flag, type or None, help)``: a plain valued option, None when not given."""
+    for flag, kind, text in flags:
+        group.add_argument(flag, type=kind, help=text)
+
+
 def add_sizing_arguments(parser):
     group = parser.add_argument_group(
         "sizing", "defaults: this machine (psutil) and the site's PostgreSQL (DATABASE_URL)"
     )
-    group.add_argument("--processes", type=int, help="daemon processes (prefork, hybrid)")
-    group.add_argument("--threads", type=int, help="threads per process (threaded, hybrid)")
-    group.add_argument("--hosts", type=int, help="identical web hosts sharing PostgreSQL (1)")
-    group.add_argument("--cores", type=int, help="CPU cores (default: this machine)")
-    group.add_argument("--memory-gib", type=float, help="memory in GiB (default: this machine)")
-    group.add_argument(
-        "--max-connections", type=int, help="PostgreSQL max_connections (default: SHOW)"
+    add_flags(
+        group,
+        ("--processes", int, "daemon processes (prefork, hybrid)"),
+        ("--threads", int, "threads per process (threaded, hybrid)"),
+        ("--hosts", int, "identical web hosts sharing PostgreSQL (1)"),
+        ("--cores", int, "CPU cores (default: this machine)"),
+        ("--memory-gib", float, "memory in GiB (default: this machine)"),
+        ("--max-connections", int, "PostgreSQL max_connections (default: SHOW)"),
+        ("--superuser-reserved", int, "superuser_reserved_connections (default: SHOW, else 3)"),
+        ("--others", int, "connections used by others (default: pg_stat_activity, else 0)"),
+        (
+            "--spare",
+            int,
+            f"connections kept free for manage.py, cron, psql (default {DEFAULT_SPARE})",
+        ),
+        ("--database-url", None, "default: DATABASE_URL, as settings.py reads it"),
     )
-    group.add_argument(
-        "--superuser-reserved",
-        type=int,
-        help="superuser_reserved_connections (default: SHOW, else 3)",
-    )
-    group.add_argument(
-        "--others",
-        type=int,
-        help="connections used by others (default: pg_stat_activity, else 0)",
-    )
-    group.add_argument(
-        "--spare",
-        type=int,
-        help=f"connections kept free for manage.py, cron, psql (default {DEFAULT_SPARE})",
-    )
-    group.add_argument("--database-url", help="default: DATABASE_URL, as settings.py reads it")
     group.add_argument(
         "--force", action="store_true", default=None, help="write even when over budget"
     )
@@ -71,30 +70,31 @@ def add_sizing_arguments(parser):
 
 def add_site_arguments(parser):
     group = parser.add_argument_group("site")
-    group.add_argument("--server-name", help="ServerName (default: this host's FQDN)")
-    group.add_argument("--port", type=int, help="the <VirtualHost *:PORT> (default 80)")
-    group.add_argument("--venv", help="python-home (default: this Python's sys.prefix)")
-    group.add_argument("--site-root", help="the repository (default: this one)")
-    group.add_argument(
-        "--env-file",
-        help="settings env file (default SITE_ROOT/var/site.env; install: VAR_DIR/production.env)",
-    )
-    group.add_argument("--static-root", help="STATIC_ROOT (default SITE_ROOT/var/static)")
-    group.add_argument("--log-dir", help="ErrorLog/CustomLog directory (/var/log/apache2)")
-    group.add_argument("--user", help="daemon user (www-data)")
-    group.add_argument("--group", help="daemon group (www-data)")
-    group.add_argument("--name", help="daemon process group, at most 10 characters (site)")
-    group.add_argument("--locale", help="daemon lang/locale (C.UTF-8)")
-    group.add_argument(
-        "--maximum-requests", type=int, help="recycle a daemon after N requests (off)"
-    )
-    group.add_argument(
-        "--inactivity-timeout", type=int, help="recycle a daemon idle for N seconds (off)"
-    )
-    group.add_argument(
-        "--acme-webroot",
-        help="certbot --webroot directory, served at /.well-known/acme-challenge/ over HTTP"
-        " (default /var/www/html)",
+    add_flags(
+        group,
+        ("--server-name", None, "ServerName (default: this host's FQDN)"),
+        ("--port", int, "the <VirtualHost *:PORT> (default 80)"),
+        ("--venv", None, "python-home (default: this Python's sys.prefix)"),
+        ("--site-root", None, "the repository (default: this one)"),
+        (
+            "--env-file",
+            None,
+            "settings env file (default SITE_ROOT/var/site.env; install: VAR_DIR/production.env)",
+        ),
+        ("--static-root", None, "STATIC_ROOT (default SITE_ROOT/var/static)"),
+        ("--log-dir", None, "ErrorLog/CustomLog directory (/var/log/apache2)"),
+        ("--user", None, "daemon user (www-data)"),
+        ("--group", None, "daemon group (www-data)"),
+        ("--name", None, "daemon process group, at most 10 characters (site)"),
+        ("--locale", None, "daemon lang/locale (C.UTF-8)"),
+        ("--maximum-requests", int, "recycle a daemon after N requests (off)"),
+        ("--inactivity-timeout", int, "recycle a daemon idle for N seconds (off)"),
+        (
+            "--acme-webroot",
+            None,
+            "certbot --webroot directory, served at /.well-known/acme-challenge/ over HTTP"
+            " (default /var/www/html)",
+        ),
     )
 
 
@@ -115,17 +115,19 @@ def add_install_arguments(parser):
     group = parser.add_argument_group(
         "install", "install/uninstall into Debian's system Apache (docs/production.md)"
     )
-    group.add_argument("--server-root", help=f"Apache's ServerRoot (default {SYSTEM_ROOT})")
-    group.add_argument(
-        "--state-dir",
-        help=f"the install's journal, for uninstall (default {install.STATE_ROOT}/NAME)",
+    add_flags(
+        group,
+        ("--server-root", None, f"Apache's ServerRoot (default {SYSTEM_ROOT})"),
+        (
+            "--state-dir",
+            None,
+            f"the install's journal, for uninstall (default {install.STATE_ROOT}/NAME)",
+        ),
+        ("--var-dir", None, "static files, metrics, production.env (default SITE_ROOT/var)"),
+        ("--tls-cert", None, "certificate (chain) file: adds the TLS vhost"),
+        ("--tls-key", None, "its private key file"),
+        ("--tls-port", int, "the TLS vhost's port (default 443)"),
     )
-    group.add_argument(
-        "--var-dir", help="static files, metrics, production.env (default SITE_ROOT/var)"
-    )
-    group.add_argument("--tls-cert", help="certificate (chain) file: adds the TLS vhost")
-    group.add_argument("--tls-key", help="its private key file")
-    group.add_argument("--tls-port", type=int, help="the TLS vhost's port (default 443)")
     group.add_argument(
         "--behind-tls-proxy",
         action="store_true",

@@ -7,8 +7,8 @@ options (the same sizing flags as ``apache_conf``, from :mod:`apache_conf.option
 from dataclasses import replace
 from pathlib import Path
 
-from apache_conf import cli, pgprobe, render
-from apache_conf.options import SIZING_INPUTS, add_sizing_arguments
+from apache_conf import cli, inputs, pgprobe, render
+from apache_conf.options import SIZING_INPUTS, add_flags, add_sizing_arguments
 from apache_conf.pgbouncer import (
     DEFAULT_OUT_DIR,
     DEFAULT_VARIANT,
@@ -53,24 +53,28 @@ def add_arguments(parser):
     )
     add_sizing_arguments(parser)
     pool = parser.add_argument_group("pool", "defaults: derived (see the ini's header)")
-    pool.add_argument("--db-cores", type=int, help="PostgreSQL host's cores (default: --cores)")
-    pool.add_argument("--pool-size", type=int, help="default_pool_size (default: derived)")
-    pool.add_argument("--reserve-pool-size", type=int, help="reserve_pool_size (derived)")
-    pool.add_argument("--max-age", type=float, help="server_lifetime (default: the site's max_age)")
-    pool.add_argument(
-        "--idle-timeout", type=float, help="server_idle_timeout (default: the site's idle_timeout)"
+    add_flags(
+        pool,
+        ("--db-cores", int, "PostgreSQL host's cores (default: --cores)"),
+        ("--pool-size", int, "default_pool_size (default: derived)"),
+        ("--reserve-pool-size", int, "reserve_pool_size (derived)"),
+        ("--max-age", float, "server_lifetime (default: the site's max_age)"),
+        ("--idle-timeout", float, "server_idle_timeout (default: the site's idle_timeout)"),
     )
     where = parser.add_argument_group("pgbouncer", "where it listens, what it reaches, its files")
-    where.add_argument("--listen-addr", help="listen_addr (default '*': firewall it)")
-    where.add_argument("--listen-port", type=int, help="listen_port (default 6432)")
-    where.add_argument("--unix-socket-dir", help="unix_socket_dir ('' for none)")
-    where.add_argument("--db-host", help="PostgreSQL host or socket dir (default: DATABASE_URL)")
-    where.add_argument("--db-port", type=int, help="PostgreSQL port (default: DATABASE_URL)")
-    where.add_argument("--db-name", help="database (default: DATABASE_URL's)")
-    where.add_argument("--stats-user", help="stats_users role (default: DATABASE_URL's user)")
-    where.add_argument("--auth-file", help="auth_file (default /etc/pgbouncer/userlist.txt)")
-    where.add_argument("--logfile", help="logfile (default /var/log/postgresql/pgbouncer.log)")
-    where.add_argument("--pidfile", help="pidfile (default /var/run/postgresql/pgbouncer.pid)")
+    add_flags(
+        where,
+        ("--listen-addr", None, "listen_addr (default '*': firewall it)"),
+        ("--listen-port", int, "listen_port (default 6432)"),
+        ("--unix-socket-dir", None, "unix_socket_dir ('' for none)"),
+        ("--db-host", None, "PostgreSQL host or socket dir (default: DATABASE_URL)"),
+        ("--db-port", int, "PostgreSQL port (default: DATABASE_URL)"),
+        ("--db-name", None, "database (default: DATABASE_URL's)"),
+        ("--stats-user", None, "stats_users role (default: DATABASE_URL's user)"),
+        ("--auth-file", None, "auth_file (default /etc/pgbouncer/userlist.txt)"),
+        ("--logfile", None, "logfile (default /var/log/postgresql/pgbouncer.log)"),
+        ("--pidfile", None, "pidfile (default /var/run/postgresql/pgbouncer.pid)"),
+    )
 
 
 def setup_from_options(options):
@@ -102,7 +106,7 @@ def lifetimes_from_options(options):
 
 def plan_from_options(options, err):
     machine = Machine.detect(options.get("cores"), options.get("memory_gib"))
-    budget = cli.resolve_budget(options, err)
+    budget = inputs.resolve_budget(options, err)
     shape, _ = requested_shape(
         options.get("variant") or DEFAULT_VARIANT,
         machine,
