@@ -95,6 +95,11 @@ class DebianCopy:
                     )
         return found
 
+    def enable(self, kind, name, text):
+        """Write ``KIND-available/NAME`` and link it from ``KIND-enabled`` (as a2enmod does)."""
+        (self.root / f"{kind}-available" / name).write_text(text)
+        (self.root / f"{kind}-enabled" / name).symlink_to(f"../{kind}-available/{name}")
+
     def self_signed(self, name):
         cert, key = self.base / "cert.pem", self.base / "key.pem"
         subprocess.run(

@@ -186,10 +186,9 @@ def test_install_prefork_then_threaded_then_uninstall(
 
 
 def test_refuses_debian_mod_wsgi_with_the_fix(debian, test_db_url):
-    (debian.root / "mods-available" / "wsgi.load").write_text(
-        "LoadModule wsgi_module /usr/lib/apache2/modules/mod_wsgi.so\n"
+    debian.enable(
+        "mods", "wsgi.load", "LoadModule wsgi_module /usr/lib/apache2/modules/mod_wsgi.so\n"
     )
-    (debian.root / "mods-enabled" / "wsgi.load").symlink_to("../mods-available/wsgi.load")
     before = debian.snapshot()
     result = install(debian, test_db_url, "--variant prefork --http-only")
     assert result.returncode == 2
@@ -237,10 +236,7 @@ def test_dry_run_prints_every_change_and_makes_none(debian, test_db_url):
 
 def test_failed_configtest_undoes_the_run(debian, test_db_url):
     """A site already declaring the daemon name: apache2ctl -t fails, nothing stays changed."""
-    (debian.root / "sites-available" / "other.conf").write_text(
-        "WSGIDaemonProcess site threads=1\n"
-    )
-    (debian.root / "sites-enabled" / "other.conf").symlink_to("../sites-available/other.conf")
+    debian.enable("sites", "other.conf", "WSGIDaemonProcess site threads=1\n")
     before = debian.snapshot()
     result = install(debian, test_db_url, "--variant prefork --http-only")
     assert result.returncode == 2, result.stdout + result.stderr

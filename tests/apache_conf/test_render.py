@@ -105,8 +105,7 @@ def test_check_catches_a_conflict_with_the_system_config(generate, shared_dir):
             ("mods", "wsgi_express.load", module_config() + "\n"),
             ("sites", "old.conf", "WSGIDaemonProcess site threads=1\n"),
         ]:
-            (copy.root / f"{kind}-available" / name).write_text(text)
-            (copy.root / f"{kind}-enabled" / name).symlink_to(f"../{kind}-available/{name}")
+            copy.enable(kind, name, text)
         before = copy.snapshot()
         result = generate(
             "--max-connections 100 --variant prefork --server-name 127.0.0.1",
