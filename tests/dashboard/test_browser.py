@@ -13,9 +13,10 @@ import psycopg2
 import pytest
 from django.db import connections
 from django.test import Client
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from dashboard import processes, store
+from harness.browser import chromium, console_errors, log_in_to_dashboard
 from harness.modwsgi import DAEMON_USER, get
 from harness.waiting import wait_until
 from tests.dashboard.conftest import PASSWORD
@@ -23,16 +24,6 @@ from tests.dashboard.test_hostile_input import record_for
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 TOTAL = '[data-f="requests.total"]'
 FITS = (
     "() => { const t = document.querySelector('#processes');"
@@ -56,92 +47,81 @@ def test_dashboard_fills_and_updates_in_chromium(
     make_user("browser-staff", staff=True)
     for _ in range(10):
         assert get(server.url + "/")[0] == 200
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1440, "height": 1200})
+        log_in_to_dashboard(page, server.url, "browser-staff", PASSWORD)
+
+        # Watch the dashboard from its first byte: every console error counts.
+        errors = console_errors(page)
+        page.reload()
+
+        rows = page.locator("#processes tbody tr")
+        expect(rows.first).to_be_visible()
+        assert rows.count() >= 2
+        expect(page.locator("#updated time")).to_contain_text("s ago")
+        expect(page.locator("#status")).to_have_text("live, every 2 s")
+
+        # Charts fill from the polls: wait for several points, then more traffic.
+        page.wait_for_function(
+            "() => document.querySelector('#chart-states path') !== null"
+            " && document.querySelectorAll('#chart-throughput path.c-req')[0]"
+            ".getAttribute('d').split('L').length >= 3",
+            timeout=30_000,
+        )
+        before = shown_total(page)
+        before_points = line_points(page, "#chart-throughput path.c-req")
+        for _ in range(25):
+            assert get(server.url + "/")[0] == 200
+        page.wait_for_function(
+            f"() => Number(document.querySelector('{TOTAL}').textContent"
+            f".replace(/,/g, '')) >= {before + 25}",
+            timeout=30_000,
+        )
+        assert line_points(page, "#chart-throughput path.c-req") > before_points
+        assert page.locator("#chart-throughput path.c-req").get_attribute("d")
+        expect(page.locator("#figures")).not_to_have_class("stale")
+        assert page.locator("#banner-database").is_hidden()
+
+        page.click("#pause")
+        expect(page.locator("#status")).to_have_text("paused")
+        expect(page.locator("#pause")).to_have_text("Resume")
+        page.click("#pause")
+        expect(page.locator("#status")).to_have_text("live, every 2 s")
+        page.evaluate(
+            "() => { Object.defineProperty(document, 'hidden', {value: true,"
+            " configurable: true}); document.dispatchEvent(new Event('visibilitychange')); }"
+        )
+        expect(page.locator("#status")).to_have_text("paused while the tab is hidden")
+        page.evaluate(
+            "() => { delete document.hidden;"
+            " document.dispatchEvent(new Event('visibilitychange')); }"
+        )
+        expect(page.locator("#status")).to_have_text("live, every 2 s")
+
+        page.screenshot(path=str(output_dir / "dashboard.png"), full_page=True)
+        assert errors == []  # no script error, no missing resource (a 404 logs one)
+        # The process table fits a 1440-pixel-wide window: no horizontal scrolling.
+        assert page.evaluate(FITS), "the process table is wider than the window"
+
+        # PostgreSQL down: a banner, greyed figures; back up: live again.
+        controllable_cluster.stop()
         try:
-            page = browser.new_page(viewport={"width": 1440, "height": 1200})
-            page.goto(server.url + "/dashboard/")
-            expect(page).to_have_url(server.url + "/admin/login/?next=/dashboard/")
-            page.fill("#id_username", "browser-staff")
-            page.fill("#id_password", PASSWORD)
-            page.click("input[type=submit]")
-            expect(page).to_have_url(server.url + "/dashboard/")
-
-            # Watch the dashboard from its first byte: every console error counts.
-            errors = []
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.reload()
-
-            rows = page.locator("#processes tbody tr")
-            expect(rows.first).to_be_visible()
-            assert rows.count() >= 2
-            expect(page.locator("#updated time")).to_contain_text("s ago")
-            expect(page.locator("#status")).to_have_text("live, every 2 s")
-
-            # Charts fill from the polls: wait for several points, then more traffic.
-            page.wait_for_function(
-                "() => document.querySelector('#chart-states path') !== null"
-                " && document.querySelectorAll('#chart-throughput path.c-req')[0]"
-                ".getAttribute('d').split('L').length >= 3",
-                timeout=30_000,
-            )
-            before = shown_total(page)
-            before_points = line_points(page, "#chart-throughput path.c-req")
-            for _ in range(25):
-                assert get(server.url + "/")[0] == 200
-            page.wait_for_function(
-                f"() => Number(document.querySelector('{TOTAL}').textContent"
-                f".replace(/,/g, '')) >= {before + 25}",
-                timeout=30_000,
-            )
-            assert line_points(page, "#chart-throughput path.c-req") > before_points
-            assert page.locator("#chart-throughput path.c-req").get_attribute("d")
-            expect(page.locator("#figures")).not_to_have_class("stale")
-            assert page.locator("#banner-database").is_hidden()
-
-            page.click("#pause")
-            expect(page.locator("#status")).to_have_text("paused")
-            expect(page.locator("#pause")).to_have_text("Resume")
-            page.click("#pause")
-            expect(page.locator("#status")).to_have_text("live, every 2 s")
-            page.evaluate(
-                "() => { Object.defineProperty(document, 'hidden', {value: true,"
-                " configurable: true}); document.dispatchEvent(new Event('visibilitychange')); }"
-            )
-            expect(page.locator("#status")).to_have_text("paused while the tab is hidden")
-            page.evaluate(
-                "() => { delete document.hidden;"
-                " document.dispatchEvent(new Event('visibilitychange')); }"
-            )
-            expect(page.locator("#status")).to_have_text("live, every 2 s")
-
-            page.screenshot(path=str(output_dir / "dashboard.png"), full_page=True)
-            assert errors == []  # no script error, no missing resource (a 404 logs one)
-            # The process table fits a 1440-pixel-wide window: no horizontal scrolling.
-            assert page.evaluate(FITS), "the process table is wider than the window"
-
-            # PostgreSQL down: a banner, greyed figures; back up: live again.
-            controllable_cluster.stop()
-            try:
-                expect(page.locator("#banner-database")).to_be_visible(timeout=10_000)
-                expect(page.locator("#figures")).to_have_class("stale")
-            finally:
-                controllable_cluster.start()
-                controllable_cluster.wait_ready()
-            expect(page.locator("#banner-database")).to_be_hidden(timeout=15_000)
-            expect(page.locator("#figures")).not_to_have_class("stale")
-            errors = [e for e in errors if "status of 503" not in e]
-            assert errors == []
-
-            # Logged out elsewhere: the next poll shows the banner instead of stale figures
-            # (Chromium logs the poll's 403 itself; no script error comes with it).
-            page.context.clear_cookies()
-            expect(page.locator("#banner-logged-out")).to_be_visible(timeout=10_000)
+            expect(page.locator("#banner-database")).to_be_visible(timeout=10_000)
             expect(page.locator("#figures")).to_have_class("stale")
-            assert errors and all("status of 403" in e for e in errors), errors
         finally:
-            browser.close()
+            controllable_cluster.start()
+            controllable_cluster.wait_ready()
+        expect(page.locator("#banner-database")).to_be_hidden(timeout=15_000)
+        expect(page.locator("#figures")).not_to_have_class("stale")
+        errors = [e for e in errors if "status of 503" not in e]
+        assert errors == []
+
+        # Logged out elsewhere: the next poll shows the banner instead of stale figures
+        # (Chromium logs the poll's 403 itself; no script error comes with it).
+        page.context.clear_cookies()
+        expect(page.locator("#banner-logged-out")).to_be_visible(timeout=10_000)
+        expect(page.locator("#figures")).to_have_class("stale")
+        assert errors and all("status of 403" in e for e in errors), errors
     # This test process's own kept connection died with the restart too: a request through
     # the site replaces it (outside Playwright's event loop, which Django refuses).
     connections.close_all()
@@ -202,35 +182,29 @@ def test_forged_records_and_hostile_names_never_run(
         client = Client()
         client.force_login(root)
         cookie = client.cookies["sessionid"].value
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                context = browser.new_context(viewport={"width": 1440, "height": 1200})
-                context.add_cookies([{"name": "sessionid", "value": cookie, "url": server.url}])
-                page = context.new_page()
-                errors, requested = [], []
-                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                context.on("request", lambda r: requested.append(r.url))
-                page.goto(server.url + "/dashboard/")
-                warning = page.locator("#warnings li", has_text="were skipped")
-                expect(warning).to_be_visible()
-                assert warning.inner_text().startswith("4 file(s)"), warning.inner_text()
-                # The payloads are on the page, as text.
-                expect(page.locator("#others")).to_contain_text(SHORT)
-                expect(page.locator("#connections")).to_contain_text("<script>window.__xss=1")
-                expect(page.locator("#processes")).to_contain_text(f":{proc.pid}")
-                # Two more polls of the JSON: the refresh path renders them too.
-                page.wait_for_timeout(4500)
-                assert page.evaluate("() => window.__xss") is None
-                assert page.locator("#processes img, #connections img, #others img").count() == 0
-                assert page.locator("#figures script").count() == 0
-                assert not [url for url in requested if "xss" in url], requested
-                assert errors == [], errors
-                assert page.evaluate(FITS), "the process table is wider than the window"
-                page.screenshot(path=str(output_dir / "dashboard-hostile.png"), full_page=True)
-            finally:
-                browser.close()
+        with chromium() as browser:
+            context = browser.new_context(viewport={"width": 1440, "height": 1200})
+            context.add_cookies([{"name": "sessionid", "value": cookie, "url": server.url}])
+            page = context.new_page()
+            errors, requested = console_errors(page), []
+            context.on("request", lambda r: requested.append(r.url))
+            page.goto(server.url + "/dashboard/")
+            warning = page.locator("#warnings li", has_text="were skipped")
+            expect(warning).to_be_visible()
+            assert warning.inner_text().startswith("4 file(s)"), warning.inner_text()
+            # The payloads are on the page, as text.
+            expect(page.locator("#others")).to_contain_text(SHORT)
+            expect(page.locator("#connections")).to_contain_text("<script>window.__xss=1")
+            expect(page.locator("#processes")).to_contain_text(f":{proc.pid}")
+            # Two more polls of the JSON: the refresh path renders them too.
+            page.wait_for_timeout(4500)
+            assert page.evaluate("() => window.__xss") is None
+            assert page.locator("#processes img, #connections img, #others img").count() == 0
+            assert page.locator("#figures script").count() == 0
+            assert not [url for url in requested if "xss" in url], requested
+            assert errors == [], errors
+            assert page.evaluate(FITS), "the process table is wider than the window"
+            page.screenshot(path=str(output_dir / "dashboard-hostile.png"), full_page=True)
         headers = {"Cookie": f"sessionid={cookie}"}
         for path in ("/dashboard/api/snapshot", "/metrics"):
             status, body, _ = get(server.url + path, headers=headers)

@@ -2,14 +2,13 @@
 the live figures change (no reload), with no console error."""
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
+from harness.browser import chromium, console_errors, log_in_to_dashboard
 from harness.load import Load
 
 pytestmark = [pytest.mark.browser, pytest.mark.apache]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 PASSWORD = "advice-browser-password-5"
 
 
@@ -27,38 +26,28 @@ def test_advice_panel_updates_in_chromium(live_site, django_user_model, django_d
         DASHBOARD_MEMORY_BUDGET_MIB="64",
     )
     django_user_model.objects.create_user("advice-browser", password=PASSWORD, is_staff=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(server.url + "/dashboard/")
-            page.fill("#id_username", "advice-browser")
-            page.fill("#id_password", PASSWORD)
-            page.click("input[type=submit]")
-            expect(page).to_have_url(server.url + "/dashboard/")
-            errors = []
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.reload()
+    with chromium() as browser:
+        page = browser.new_page()
+        log_in_to_dashboard(page, server.url, "advice-browser", PASSWORD)
+        errors = console_errors(page)
+        page.reload()
 
-            panel = page.locator("#advice")
-            expect(panel).to_be_visible()
-            memory = page.locator('#advice-list li[data-rule="memory"]')
-            expect(memory).to_contain_text("of the 64 MiB memory budget")
-            assert "pooled connection" not in page.locator("#advice-list").inner_text()
+        panel = page.locator("#advice")
+        expect(panel).to_be_visible()
+        memory = page.locator('#advice-list li[data-rule="memory"]')
+        expect(memory).to_contain_text("of the 64 MiB memory budget")
+        assert "pooled connection" not in page.locator("#advice-list").inner_text()
 
-            # 4 threads share 1 pooled connection: under load they wait for it, and the
-            # next polls redraw the list in place.
-            paths = [f"/items/{item_id}/" for item_id in ids]
-            with Load(server.url, paths, total=1_000_000, concurrency=12, deadline=60):
-                waits = page.locator('#advice-list li[data-rule="pool_waits"]')
-                expect(waits).to_contain_text("waited for a pooled connection", timeout=30_000)
-            items = page.locator("#advice-list li")
-            assert items.count() >= 2
-            # Built with textContent: every line is plain text, no markup inside.
-            assert page.eval_on_selector_all(
-                "#advice-list li", "els => els.every(el => el.children.length === 0)"
-            )
-            assert not errors, errors
-        finally:
-            browser.close()
+        # 4 threads share 1 pooled connection: under load they wait for it, and the
+        # next polls redraw the list in place.
+        paths = [f"/items/{item_id}/" for item_id in ids]
+        with Load(server.url, paths, total=1_000_000, concurrency=12, deadline=60):
+            waits = page.locator('#advice-list li[data-rule="pool_waits"]')
+            expect(waits).to_contain_text("waited for a pooled connection", timeout=30_000)
+        items = page.locator("#advice-list li")
+        assert items.count() >= 2
+        # Built with textContent: every line is plain text, no markup inside.
+        assert page.eval_on_selector_all(
+            "#advice-list li", "els => els.every(el => el.children.length === 0)"
+        )
+        assert not errors, errors
