@@ -32,6 +32,17 @@ def categories(observer, slug):
     )[0][0]
 
 
+def killed_in_flight(site, scratch, own_application_name, path, query=""):
+    """(status, body, stats) of a request whose session is killed during its pg_sleep(30),
+    after checking the site still serves the next request."""
+    thread, result = request_in_thread(site, path, query)
+    kill_when_running(scratch, own_application_name, "pg_sleep(30)", lambda: runs(scratch) == 1)
+    thread.join(60)
+    status, body = result["response"]
+    assert site.json("/pid/")["backend_pid"]
+    return status, body, default_stats()
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_kill_during_a_statement_inside_a_transaction(
     site,
@@ -43,12 +54,9 @@ def test_kill_during_a_statement_inside_a_transaction(
     """The transaction dies with its session: the request fails, its write is gone, and
     nothing is sent again."""
     with persistent(mode=mode):
-        thread, result = request_in_thread(site, "/atomic-sleep/")
-        kill_when_running(scratch, own_application_name, "pg_sleep(30)", lambda: runs(scratch) == 1)
-        thread.join(60)
-        status, body = result["response"]
-        assert site.json("/pid/")["backend_pid"]
-        stats = default_stats()
+        status, body, stats = killed_in_flight(
+            site, scratch, own_application_name, "/atomic-sleep/"
+        )
     assert status == 503, body
     assert categories(scratch, "lost") == 0 and runs(scratch) == 1
     assert stats["retry_refusals"] == {"transaction": 1}
@@ -63,12 +71,9 @@ def test_kill_during_a_statement_of_a_pinned_unit_of_work(
     mode,
 ):
     with persistent(mode=mode):
-        thread, result = request_in_thread(site, "/run-once/read/", "sleep=30&pin=1")
-        kill_when_running(scratch, own_application_name, "pg_sleep(30)", lambda: runs(scratch) == 1)
-        thread.join(60)
-        status, body = result["response"]
-        assert site.json("/pid/")["backend_pid"]
-        stats = default_stats()
+        status, body, stats = killed_in_flight(
+            site, scratch, own_application_name, "/run-once/read/", "sleep=30&pin=1"
+        )
     assert status == 503, body
     assert runs(scratch) == 1
     assert stats["retry_refusals"] == {"pinned": 1} and stats["pinned"] == 1
