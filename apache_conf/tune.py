@@ -21,6 +21,7 @@ last tuned shape for deploy.sh (``python -m apache_conf.tune --shell``).
 from dataclasses import dataclass, field
 
 from apache_conf import render
+from apache_conf.figures import load_figures, spread
 from apache_conf.sizing import (
     MAX_DEFAULT_THREADS,
     MEMORY_SHARE,
@@ -63,6 +64,7 @@ def shape_of(processes, threads):
 
 
 def label(key):
+    """``PxT``, the shape's name in results and reports."""
     return f"{key[0]}x{key[1]}"
 
 
@@ -102,12 +104,15 @@ class Space:
 
     @property
     def thread_limit(self):
+        """Most threads a shape may have (--max-threads, else MAX_DEFAULT_THREADS)."""
         return self.max_threads or MAX_DEFAULT_THREADS
 
     def connections(self, key):
+        """PostgreSQL connections shape ``key`` holds on every host."""
         return shape_of(*key).connections(self.hosts)
 
     def allows(self, key):
+        """True when shape ``key`` is in bounds and fits the connection budget."""
         processes, threads = key
         return (
             1 <= processes <= self.process_limit
@@ -160,16 +165,6 @@ def _next_above(values, value):
 
 
 # --- figures ---------------------------------------------------------------------------------
-def spread(values):
-    """{"median", "min", "max", "n"} of the values that are not None (None if none)."""
-    values = sorted(v for v in values if v is not None)
-    if not values:
-        return None
-    n, middle = len(values), len(values) // 2
-    median = values[middle] if n % 2 else (values[middle - 1] + values[middle]) / 2
-    return {"median": median, "min": values[0], "max": values[-1], "n": n}
-
-
 def summarise(runs, space):
     """{key: summary} over every run of each shape (runs as bench.tune records them)."""
     by_key = {}
@@ -189,13 +184,8 @@ def summarise(runs, space):
             "connections": space.connections(key),
             "runs": len(mine),
             "failed": len(mine) - len(done),
-            "rps": spread(run["rps"] for run in done),
-            "p50_ms": spread(run["latency_ms"]["p50"] for run in done),
-            "p99_ms": spread(run["latency_ms"]["p99"] for run in done),
-            "ok": sum(run["ok"] for run in done),
-            "non2xx": sum(run["non2xx"] for run in done),
+            **load_figures(done),
             "server_errors": sum(run["server_errors"] for run in done),
-            "socket_errors": sum(run["socket_errors"] for run in done),
             "rss_per_process_bytes": spread(run.get("rss_per_process_bytes") for run in done),
             "backends_max": spread(run.get("backends_max") for run in done),
             "cpu_percent": {
@@ -268,6 +258,8 @@ class Objective:
     hosts: int = 1
 
     def bound(self, summaries):
+        """(p99 bound in ms, where it comes from): --p99-ms, else a factor of the
+        fastest clean shape's p99; (None, why) when nothing was measured."""
         if self.p99_ms is not None:
             return self.p99_ms, f"--p99-ms {self.p99_ms:g}"
         best = best_key(summaries)
@@ -282,6 +274,9 @@ class Objective:
 
 @dataclass
 class Choice:
+    """The tuner's verdict: the chosen shape (None: none qualified), the best by
+    throughput, and why each shape was kept or left out."""
+
     chosen: tuple | None
     best: tuple | None  # highest median throughput among every clean shape
     verdicts: dict = field(default_factory=dict)  # label -> "ok" or why it was left out

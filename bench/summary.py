@@ -5,17 +5,8 @@ two runs minutes apart, not half an hour) and then summarised by its median and 
 min-max over rounds.
 """
 
-from statistics import median
-
+from apache_conf.figures import load_figures, spread
 from bench.configs import REFERENCE
-
-
-def spread(values):
-    """{"median", "min", "max", "n"} of the non-None values (None when there are none)."""
-    values = [value for value in values if value is not None]
-    if not values:
-        return None
-    return {"median": median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
 def index_runs(runs):
@@ -58,12 +49,7 @@ def summarise(runs, variants, configs, page_keys):
                     "errors": sorted(
                         {run["error"].splitlines()[0] for run in mine if run.get("error")}
                     ),
-                    "rps": spread(run["rps"] for run in done),
-                    "p50_ms": spread(run["latency_ms"]["p50"] for run in done),
-                    "p99_ms": spread(run["latency_ms"]["p99"] for run in done),
-                    "ok": sum(run["ok"] for run in done),
-                    "non2xx": sum(run["non2xx"] for run in done),
-                    "socket_errors": sum(run["socket_errors"] for run in done),
+                    **load_figures(done),
                     "backends_mid": spread(run["backends_mid"] for run in done),
                     "backends_max": spread(run["backends_max"] for run in done),
                     "statements_per_request": spread(run["statements_per_request"] for run in done),
@@ -82,6 +68,7 @@ def summarise(runs, variants, configs, page_keys):
 
 
 def find_row(rows, variant, config, page="items"):
+    """The summary row of (variant, config, page), None if it was not run."""
     for row in rows:
         if (row["variant"], row["config"], row["page"]) == (variant, config, page):
             return row
