@@ -7,8 +7,6 @@ results.png, logs/ of failed configurations, profiles/ with --profile).
 import argparse
 import shlex
 import sys
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import published, report, targets
@@ -24,6 +22,7 @@ from bench.load import wrk_version
 from bench.machine import describe
 from bench.results import results_folder
 from bench.runner import Bench, Options
+from bench.session import drive
 from bench.summary import summarise
 from harness.pgbouncer import pgbouncer_version
 
@@ -34,6 +33,7 @@ QUICK = {"duration": 2, "warmup": 1, "repeat": 1}
 
 
 def parser():
+    """The argument parser of ``python -m bench``."""
     p = argparse.ArgumentParser(
         prog="python -m bench",
         description=(
@@ -106,6 +106,7 @@ def parser():
 
 
 def build_options(args, results_dir):
+    """runner.Options from the arguments; ValueError for what cannot run."""
     defaults = QUICK if args.quick else FULL
     variants = [parse_variant(text) for text in (args.variant or DEFAULT_VARIANTS)]
     names = [variant.name for variant in variants]
@@ -136,7 +137,8 @@ def build_options(args, results_dir):
     return options
 
 
-def assemble(bench, options, argv, started, wall):
+def assemble(bench, options, argv, started, wall, interrupted):
+    """The results dict (meta, runs, summary, targets) while the cluster still answers."""
     variants = options.variants
     configs = bench.active_configs()
     skipped = []
@@ -189,6 +191,7 @@ def assemble(bench, options, argv, started, wall):
         "metrics_switch_effective": bench.metrics_switch_effective,
         "middleware": bench.middleware,
         "skipped": skipped,
+        "interrupted": interrupted,
     }
     results = {"meta": meta, "runs": bench.runs}
     results["summary"] = summarise(
@@ -199,12 +202,14 @@ def assemble(bench, options, argv, started, wall):
 
 
 def write_all(results, folder):
+    """results.json, results.md and results.png into ``folder``."""
     report.write_json(results, folder / "results.json")
     report.write_markdown(results, folder / "results.md")
     report.write_chart(results, folder / "results.png")
 
 
 def main(argv=None):
+    """``python -m bench``: exit 0, 1 (set-up failed or runs failed), 2 (bad arguments), 130."""
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
     if args.list:
@@ -232,25 +237,18 @@ def main(argv=None):
         folder.rmdir()
         print(f"python -m bench: {exc}", file=sys.stderr)
         return 2
-    started, clock = datetime.now(UTC), time.monotonic()
-    interrupted = False
-    try:
-        try:
-            bench.prepare()
-        except (RuntimeError, TimeoutError, OSError) as exc:
-            print(f"python -m bench: set-up failed: {exc}", file=sys.stderr)
-            if not any(folder.iterdir()):
-                folder.rmdir()
-            return 1
-        try:
-            bench.run()
-        except KeyboardInterrupt:
-            interrupted = True
-            print("\ninterrupted: writing the runs done so far", file=sys.stderr)
-        results = assemble(bench, options, argv, started, time.monotonic() - clock)
-        results["meta"]["interrupted"] = interrupted
-    finally:
-        bench.cleanup()
+    done = drive(
+        bench,
+        "python -m bench",
+        lambda started, wall, interrupted: assemble(
+            bench, options, argv, started, wall, interrupted
+        ),
+    )
+    if done is None:
+        if not any(folder.iterdir()):
+            folder.rmdir()
+        return 1
+    results, interrupted = done
     write_all(results, folder)
     print()
     print(report.render_markdown(results, level=2))

@@ -7,23 +7,24 @@ configuration therefore runs once per round, in the same order (A B C ... A B C 
 so drift of the machine over the run hits all of them alike.
 """
 
-import shutil
 import sys
 import time
 from dataclasses import dataclass
 
 from bench.configs import METRICS_SWITCH, pages
-from bench.database import BackendSampler, BenchDatabase, statements_delta
+from bench.database import BackendSampler, statements_delta
 from bench.load import run_wrk
 from bench.profiling import Profiler
 from bench.server import SiteUnderTest
-from harness.modwsgi import daemon_dir
+from bench.session import Session
 
 TOP_STATEMENTS = 8
 
 
 @dataclass
 class Options:
+    """What one bench run measures: variants, configurations, pages, durations, rounds."""
+
     variants: list
     configs: list
     page_keys: tuple = ("items", "nodb")
@@ -49,11 +50,13 @@ class Progress:
         self.stream = stream
 
     def left(self):
+        """Estimated seconds left: the mean step so far (the estimate before any)."""
         elapsed = time.monotonic() - self.start
         per_step = elapsed / self.done if self.done else self.estimate
         return per_step * (self.total - self.done)
 
     def step(self, text):
+        """Announce the next step, with elapsed and estimated time left."""
         elapsed = time.monotonic() - self.start
         print(
             f"[{self.done + 1:>3}/{self.total}] {_clock(elapsed)} elapsed, "
@@ -63,6 +66,7 @@ class Progress:
         )
 
     def finish_step(self, text):
+        """Count the step done and print its outcome."""
         self.done += 1
         print(f"          {text}", file=self.stream, flush=True)
 
@@ -86,11 +90,11 @@ def _describe_run(run):
     )
 
 
-class Bench:
+class Bench(Session):
+    """The bench's run: every configuration, page and round (see the module docstring)."""
+
     def __init__(self, options):
         self.options = options
-        self.database = None
-        self.work_dir = None
         self.page_queries = {}
         self.metrics_switch_effective = False
         self.middleware = {}
@@ -102,9 +106,10 @@ class Bench:
 
     # -- set-up ------------------------------------------------------------------------
     def prepare(self):
+        """The cluster and demo data; probe the pages in-process (status, queries,
+        whether the metrics switch changes MIDDLEWARE)."""
         print("setting up the bench's PostgreSQL cluster and demo data ...", file=sys.stderr)
-        self.work_dir = daemon_dir("bench-work-")
-        self.database = BenchDatabase(max_connections=200).start(self.work_dir)
+        self.start_database("bench-work-", max_connections=200)
         self.item_id = self.database.first_item_id()
         item_path = f"/items/{self.item_id}/"
         probe = self.database.probe(self.work_dir, item_path)
@@ -115,12 +120,6 @@ class Bench:
         self.metrics_switch_effective = probe["middleware"] != without["middleware"]
         self.middleware = {"with": probe["middleware"], "without": without["middleware"]}
 
-    def cleanup(self):
-        if self.database is not None:
-            self.database.destroy()
-        if self.work_dir is not None:
-            shutil.rmtree(self.work_dir, ignore_errors=True)
-
     def active_configs(self):
         """The configurations to run (the no-metrics one only if the switch does something)."""
         configs = list(self.options.configs)
@@ -130,6 +129,7 @@ class Bench:
 
     # -- the rounds --------------------------------------------------------------------
     def run(self):
+        """Every round: each variant, configuration and page, in the same order."""
         opts = self.options
         configs = self.active_configs()
         page_list = self._pages()

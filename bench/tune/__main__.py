@@ -9,11 +9,9 @@ import argparse
 import importlib.util
 import shutil
 import sys
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-from apache_conf import cli
+from apache_conf import inputs
 from apache_conf.sizing import Machine, SizingError
 from apache_conf.tune import (
     BASELINE,
@@ -31,13 +29,13 @@ from apache_conf.tune import (
     summarise,
 )
 from apache_conf.tuned import tuned_outputs
-from bench.database import DB_NAME, BenchDatabase
+from bench.database import DB_NAME
 from bench.load import wrk_binary
 from bench.results import results_folder
-from bench.tune import mix, report
+from bench.session import Session, drive
+from bench.tune import chart, mix, report
 from bench.tune.measure import Measurer
 from bench.tune.progress import ProgressBar
-from harness.modwsgi import daemon_dir
 
 FULL = {"duration": 5, "warmup": 2, "repeat": 3}
 QUICK = {"duration": 2, "warmup": 1, "repeat": 1}
@@ -46,6 +44,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "tuning.md"
 
 
 def parser():
+    """The argument parser of ``python -m bench.tune``."""
     p = argparse.ArgumentParser(
         prog="python -m bench.tune",
         description="Serve the site under mod_wsgi-express in several daemon shapes "
@@ -105,6 +104,7 @@ def parser():
 
 
 def check_args(args):
+    """Fill the --quick/full defaults; TuneError for values that cannot run."""
     defaults = QUICK if args.quick else FULL
     for name, value in defaults.items():
         if getattr(args, name) is None:
@@ -122,16 +122,18 @@ def check_args(args):
 
 
 def build_space(args):
+    """The search Space: this machine (or --cores/--memory-gib) and the budget."""
     options = {
         key: getattr(args, key)
         for key in ("max_connections", "superuser_reserved", "others", "spare", "database_url")
     }
-    budget = cli.resolve_budget(options, sys.stderr)
+    budget = inputs.resolve_budget(options, sys.stderr)
     machine = Machine.detect(args.cores, args.memory_gib)
     return Space(machine, budget, args.hosts, args.max_processes, args.max_threads)
 
 
 def describe_run(run):
+    """One progress line for a finished run (or its failure)."""
     if run.get("error"):
         return f"FAILED: {run['error']}"
     return (
@@ -142,24 +144,24 @@ def describe_run(run):
     )
 
 
-class Tuner:
+class Tuner(Session):
+    """The tuner's run: the coarse grid, then the search around the best shape."""
+
     def __init__(self, args, space, folder):
         self.args = args
         self.space = space
         self.folder = folder
         self.runs = []
         self.phases = []
-        self.database = None
-        self.work_dir = None
         self.paths = None
         self.mix_source = None
         self.bar = None
 
     def prepare(self):
+        """The cluster and demo data, and the URL mix (demo pages or --url/--urls)."""
         print("setting up the tuner's PostgreSQL cluster and demo data ...", file=sys.stderr)
-        self.work_dir = daemon_dir("tune-work-")
         max_connections = max(100, self.space.budget.max_connections + 10)
-        self.database = BenchDatabase(max_connections=max_connections).start(self.work_dir)
+        self.start_database("tune-work-", max_connections)
         operator = mix.operator_paths(self.args.url, self.args.urls)
         if operator is None:
             conn = self.database.cluster.connect(DB_NAME)
@@ -178,13 +180,8 @@ class Tuner:
             self.mix_source = "--urls/--url"
         mix.write_mix(self.paths, self.folder / "mix.txt")
 
-    def cleanup(self):
-        if self.database is not None:
-            self.database.destroy()
-        if self.work_dir is not None:
-            shutil.rmtree(self.work_dir, ignore_errors=True)
-
     def run(self):
+        """The coarse grid, then the search around the best shape, each --repeat times."""
         args = self.args
         measurer = Measurer(self.database, self.folder / "mix.txt", args, self.folder / "logs")
         coarse = self.space.coarse(args.quick)
@@ -221,12 +218,14 @@ class Tuner:
             self.bar.close()
 
     def objective(self):
+        """The Objective from the arguments (p99 bound, tie margin, memory, hosts)."""
         args = self.args
         memory = int(args.memory_budget_gib * 2**30) if args.memory_budget_gib else None
         return Objective(args.p99_ms, args.tie / 100, memory, args.hosts)
 
 
 def assemble(tuner, argv, started, wall, interrupted):
+    """The result dict (meta, phases, runs, summaries, choice, noise)."""
     space = tuner.space
     summaries = summarise(tuner.runs, space)
     objective = tuner.objective()
@@ -236,17 +235,19 @@ def assemble(tuner, argv, started, wall, interrupted):
 
 
 def write_outputs(result, folder):
+    """result.json, report.md, chart.png, and tuned.conf/tuned.env when a shape was chosen."""
     report.write_json(result, folder / "result.json")
     report.write_markdown(result, folder / "report.md")
-    report.write_chart(result, folder / "chart.png")
+    chart.write_chart(result, folder / "chart.png")
     if result["choice"]["chosen"]:
         command = f"python -m apache_conf.tune (from {folder.name}/result.json)"
-        files = tuned_outputs(result, cli.site_from_options({}), command)
+        files = tuned_outputs(result, inputs.site_from_options({}), command)
         for name, text in files.items():
             (folder / name).write_text(text)
 
 
 def main(argv=None):
+    """``python -m bench.tune``: exit 0 (a shape chosen), 1 (none, or set-up failed), 2, 130."""
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
     if args.docs_from:
@@ -272,22 +273,15 @@ def main(argv=None):
         return 2
     folder = results_folder(args.out)
     tuner = Tuner(args, space, folder)
-    started, clock, interrupted = datetime.now(UTC), time.monotonic(), False
-    try:
-        try:
-            tuner.prepare()
-        except (RuntimeError, TimeoutError, OSError) as exc:
-            print(f"python -m bench.tune: set-up failed: {exc}", file=sys.stderr)
-            shutil.rmtree(folder, ignore_errors=True)
-            return 1
-        try:
-            tuner.run()
-        except KeyboardInterrupt:
-            interrupted = True
-            print("\ninterrupted: writing the runs done so far", file=sys.stderr)
-        result = assemble(tuner, argv, started, time.monotonic() - clock, interrupted)
-    finally:
-        tuner.cleanup()
+    done = drive(
+        tuner,
+        "python -m bench.tune",
+        lambda started, wall, interrupted: assemble(tuner, argv, started, wall, interrupted),
+    )
+    if done is None:
+        shutil.rmtree(folder, ignore_errors=True)
+        return 1
+    result, interrupted = done
     write_outputs(result, folder)
     print(report.render_markdown(result))
     print(f"results: {folder}/ (result.json, report.md, chart.png, tuned.conf, tuned.env)")

@@ -1,4 +1,4 @@
-"""result.json, report.md, chart.png, and docs/tuning.md's generated section.
+"""result.json, report.md, and docs/tuning.md's generated section (chart.png: :mod:`.chart`).
 
 Everything renders from the result dict alone, so a committed run renders again
 identically (``python -m bench.tune --docs-from docs/tuning``), which the docs test checks.
@@ -24,6 +24,7 @@ MIB = 2**20
 
 # --- the result dict ----------------------------------------------------------------------
 def meta(tuner, argv, started, wall, interrupted, objective):
+    """The run's meta: machine, versions, options, objective, timing."""
     space, args = tuner.space, tuner.args
     machine = describe()
     machine.update(cores_used=space.machine.cores, memory_bytes=space.machine.memory_bytes)
@@ -71,6 +72,7 @@ def _ratio(top, bottom):
 
 
 def result_dict(meta_, phases, runs, summaries, choice, noise):
+    """The result.json dict: meta, phases, runs, a row per shape, the choice."""
     by_label = {label(key): s for key, s in summaries.items()}
     base = by_label.get(meta_["baseline"])
     shapes = []
@@ -125,6 +127,8 @@ def _other_cpu(runs):
 
 
 def acceptance(result):
+    """[{status, text}]: whether the chosen shape meets the targets against the baseline's
+    and the best measured throughput (pass, short, or n/a when not measured)."""
     choice = result["choice"]
     lines = []
     targets = (
@@ -147,6 +151,7 @@ def write_json(result, path):
 
 
 def load(path):
+    """A result.json (or a run folder's); TuneError saying what is wrong with it."""
     path = Path(path)
     if path.is_dir():
         path = path / "result.json"
@@ -184,6 +189,7 @@ def _cpu(shape):
 
 
 def shapes_table(result):
+    """The per-shape markdown table (chosen and baseline marked)."""
     base, chosen = result["meta"]["baseline"], (result["choice"]["chosen"] or {}).get("shape")
     header = [
         "shape",
@@ -224,6 +230,7 @@ def shapes_table(result):
 
 
 def render_markdown(result, level=1, chart="chart.png"):
+    """report.md's text at heading ``level``."""
     h = "#" * level
     meta, choice = result["meta"], result["choice"]
     m, o = meta["machine"], meta["options"]
@@ -310,67 +317,6 @@ def write_markdown(result, path):
     Path(path).write_text(render_markdown(result))
 
 
-# --- the chart --------------------------------------------------------------------------------
-def write_chart(result, path):
-    """Throughput (median, min-max) and p99 per shape; a processes x threads heatmap."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    shapes = [s for s in result["shapes"] if s["rps"]]
-    base = result["meta"]["baseline"]
-    chosen = (result["choice"]["chosen"] or {}).get("shape")
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8), width_ratios=[3, 2])
-    xs = range(len(shapes))
-    colours = [
-        "#2ca02c"
-        if s["shape"] == chosen
-        else "#7f7f7f"
-        if s["shape"] == base
-        else "#1f77b4"
-        if s["verdict"] == "ok"
-        else "#d62728"
-        for s in shapes
-    ]
-    medians = [s["rps"]["median"] for s in shapes]
-    errors = [
-        [m - s["rps"]["min"] for m, s in zip(medians, shapes, strict=True)],
-        [s["rps"]["max"] - m for m, s in zip(medians, shapes, strict=True)],
-    ]
-    left.bar(xs, medians, color=colours, yerr=errors, capsize=3)
-    left.set_xticks(list(xs), [s["shape"] for s in shapes], rotation=45)
-    left.set_ylabel("requests/s (median, min-max)")
-    left.set_xlabel("processes x threads (green: chosen, grey: baseline, red: left out)")
-    twin = left.twinx()
-    twin.plot(list(xs), [s["p99_ms"]["median"] for s in shapes], "k.", label="p99 ms")
-    bound = result["choice"]["p99_bound_ms"]
-    if bound:
-        twin.axhline(bound, color="k", linestyle=":", linewidth=1, label="p99 bound")
-    twin.set_ylim(bottom=0)
-    twin.set_ylabel("p99 latency, ms")
-    twin.legend(loc="upper right", fontsize=8)
-    processes = sorted({s["processes"] for s in shapes})
-    threads = sorted({s["threads"] for s in shapes})
-    grid = [[float("nan")] * len(threads) for _ in processes]
-    for s in shapes:
-        grid[processes.index(s["processes"])][threads.index(s["threads"])] = s["rps"]["median"]
-    image = right.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
-    right.set_xticks(range(len(threads)), threads)
-    right.set_yticks(range(len(processes)), processes)
-    right.set_xlabel("threads per process")
-    right.set_ylabel("processes")
-    for i, row in enumerate(grid):
-        for j, value in enumerate(row):
-            if value == value:  # not NaN
-                right.text(j, i, f"{value:.0f}", ha="center", va="center", color="w", fontsize=8)
-    fig.colorbar(image, ax=right, label="requests/s (median)")
-    fig.suptitle(f"{result['meta']['command']} ({result['meta']['date']})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 # --- docs/tuning.md -------------------------------------------------------------------------
 def docs_section(result, folder, docs_path):
     """The generated block of docs/tuning.md for the run in ``folder``."""
@@ -392,6 +338,7 @@ def docs_section(result, folder, docs_path):
 
 
 def update_docs(result, folder, docs_path):
+    """Rewrite the generated block of ``docs_path`` from ``result`` (TuneError without one)."""
     text = Path(docs_path).read_text()
     pattern = re.compile(re.escape(DOCS_BEGIN) + ".*?" + re.escape(DOCS_END), re.S)
     if not pattern.search(text):
