@@ -23,15 +23,14 @@ The connection budget is PostgreSQL's, shared by every host running the site::
 (``PROCESSES=2 THREADS=1 PERSISTENT_MODE=process``) for deploy.sh.
 """
 
-import math
 from dataclasses import dataclass, replace
 
 import psutil
 
+from apache_conf.frontend import Frontend
 from persistent_backend import deployment
 
 VARIANTS = ("prefork", "threaded", "hybrid")
-MODES = {"prefork": "process", "threaded": "pool", "hybrid": "pool"}
 
 #: Resident memory budgeted per daemon process (Python + Django + psycopg2, with headroom).
 PROCESS_MIB = 128
@@ -42,6 +41,17 @@ MEMORY_SHARE = 0.5
 MAX_DEFAULT_THREADS = 15
 #: Threads per hybrid process.
 HYBRID_THREADS = 4
+#: The PERSISTENT_MODE each variant's config is written with: the mode the deployment
+#: vocabulary pairs with the variant's kind of daemon (prefork: one thread; threaded and
+#: hybrid: several). Per variant, not per shape: a threaded or hybrid daemon given
+#: ``--threads 1`` keeps its pool (of one connection, the same budget as process mode), so
+#: the config, deploy.sh's shape line and the budget header say the mode of the variant the
+#: operator chose, and raising its threads later needs no change of mode.
+MODES = {
+    "prefork": deployment.mode_for_threads(1),
+    "threaded": deployment.mode_for_threads(MAX_DEFAULT_THREADS),
+    "hybrid": deployment.mode_for_threads(HYBRID_THREADS),
+}
 #: PostgreSQL's default superuser_reserved_connections, used when the server is unreachable.
 PG_DEFAULT_SUPERUSER_RESERVED = 3
 #: Connections kept free for manage.py, migrations, cron jobs and psql.
@@ -62,6 +72,8 @@ class SizingError(Exception):
 # --- inputs ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Machine:
+    """Cores and memory the shapes are sized for (``detect()``: this machine)."""
+
     cores: int
     memory_bytes: int
 
@@ -89,6 +101,7 @@ class Machine:
         return max(1, int(self.memory_bytes * MEMORY_SHARE // (PROCESS_MIB * MIB)))
 
     def describe(self):
+        """One line for config headers: cores and memory."""
         return f"{self.cores} cores, {self.memory_gib:.1f} GiB"
 
 
@@ -109,6 +122,7 @@ class Budget:
 
     @property
     def server_usable(self):
+        """Connections the server limit leaves the site (others and spare taken out)."""
         usable = deployment.usable_connections(
             self.max_connections, self.superuser_reserved, self.reserved
         )
@@ -126,6 +140,7 @@ class Budget:
 
     @property
     def usable(self):
+        """The binding limit: the smallest of the server's, the role's, the database's."""
         return max(0, min(value for _, value in self.limits))
 
     def arithmetic(self):
@@ -158,6 +173,8 @@ class Budget:
 # --- shapes ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Shape:
+    """A variant's processes x threads (checked against what the variant means)."""
+
     variant: str
     processes: int
     threads: int
@@ -180,6 +197,7 @@ class Shape:
 
     @property
     def mode(self):
+        """The variant's PERSISTENT_MODE (see MODES: not re-derived from the threads)."""
         return MODES[self.variant]
 
     @property
@@ -189,15 +207,19 @@ class Shape:
 
     @property
     def capacity(self):
+        """Requests served at once: processes x threads."""
         return self.processes * self.threads
 
     def connections(self, hosts=1):
+        """PostgreSQL connections the daemons of ``hosts`` web hosts hold at most."""
         return self.processes * self.connections_per_process * hosts
 
     def flags(self):
+        """The command-line flags that request this shape."""
         return f"--variant {self.variant} --processes {self.processes} --threads {self.threads}"
 
     def shell(self):
+        """One line for deploy.sh to eval: PROCESSES, THREADS, PERSISTENT_MODE."""
         return f"PROCESSES={self.processes} THREADS={self.threads} PERSISTENT_MODE={self.mode}"
 
 
@@ -252,42 +274,6 @@ def fit(shape, usable, hosts=1, max_processes=None):
 
 
 @dataclass(frozen=True)
-class Frontend:
-    """Apache's event MPM in front of the daemons: it only proxies to them and serves static.
-
-    Sized like mod_wsgi-express: 10 + max(10, 1.5 x daemon capacity) workers, in at least
-    two children, all started at once and kept (no spawn lag, no reaping), with one child's
-    worth of spare threads, below MaxRequestWorkers so the MPM never logs AH10159 at rest.
-    """
-
-    wanted: int
-    threads_per_child: int
-    server_limit: int
-
-    @classmethod
-    def for_capacity(cls, capacity):
-        wanted = 10 + max(10, math.ceil(1.5 * capacity))
-        threads_per_child = min(25, math.ceil(wanted / 2))
-        return cls(wanted, threads_per_child, math.ceil(wanted / threads_per_child))
-
-    @property
-    def max_request_workers(self):
-        return self.server_limit * self.threads_per_child
-
-    @property
-    def start_servers(self):
-        return self.server_limit
-
-    @property
-    def min_spare_threads(self):
-        return self.threads_per_child
-
-    @property
-    def max_spare_threads(self):
-        return self.max_request_workers
-
-
-@dataclass(frozen=True)
 class Plan:
     """A shape checked against the machine and the connection budget."""
 
@@ -299,21 +285,26 @@ class Plan:
 
     @property
     def needed(self):
+        """PostgreSQL connections the plan's daemons hold on every host together."""
         return self.shape.connections(self.hosts)
 
     @property
     def over_budget(self):
+        """True when ``needed`` exceeds the usable budget (written only with --force)."""
         return self.needed > self.budget.usable
 
     @property
     def frontend(self):
+        """The Apache front end (event MPM) sized for the daemons' capacity."""
         return Frontend.for_capacity(self.shape.capacity)
 
     @property
     def over_memory(self):
+        """True when the processes exceed what MEMORY_SHARE of the memory holds."""
         return self.shape.processes > self.machine.max_processes
 
     def budget_lines(self):
+        """The budget arithmetic as comment lines for the config's header."""
         s = self.shape
         per = "connection" if s.connections_per_process == 1 else "connections"
         verdict = "<=" if not self.over_budget else ">"

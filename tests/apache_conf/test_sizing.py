@@ -11,9 +11,9 @@ import shlex
 import pytest
 
 from apache_conf import pgprobe
+from apache_conf.frontend import Frontend
 from apache_conf.sizing import (
     Budget,
-    Frontend,
     Machine,
     Shape,
     SizingError,
