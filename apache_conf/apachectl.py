@@ -39,6 +39,7 @@ def module_config(venv=None):
 
 
 def free_port():
+    """A port free on 127.0.0.1 now (product code cannot use harness.net)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -70,6 +71,7 @@ class StandaloneApache:
         self._stderr = None
 
     def write(self):
+        """Write httpd.conf and the run/ and logs/ directories (daemon-traversable)."""
         for path in (self.root, self.root / "run", self.root / "logs"):
             path.mkdir(parents=True, exist_ok=True)
         # The daemon user connects to sockets under run/: the path must be traversable.
@@ -168,6 +170,7 @@ class StandaloneApache:
         return "\n".join(parts)
 
     def remove(self):
+        """Stop the server and delete its root."""
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 

@@ -132,6 +132,7 @@ class Changes:
         return True
 
     def remove(self, path):
+        """Unlink ``path`` (journalled for uninstall); False when there was nothing."""
         path = Path(path)
         if not (path.is_symlink() or path.exists()):
             return False
@@ -226,9 +227,11 @@ class ServerRoot:
 
     @property
     def is_system(self):
+        """True for Debian's own /etc/apache2 (not a copy given by --server-root)."""
         return self.path.resolve() == SYSTEM_ROOT
 
     def check(self):
+        """Raise InstallError unless this looks like a Debian ServerRoot."""
         if not (self.path / "apache2.conf").is_file() or not (self.path / "envvars").is_file():
             raise InstallError(
                 f"{self.path} is not a Debian Apache ServerRoot (no apache2.conf/envvars): "
@@ -251,6 +254,7 @@ class ServerRoot:
                 changes.link(self.enabled(kind, name, ext), f"../{kind}-available/{name}.{ext}")
 
     def disable(self, changes, kind, name, exts):
+        """What a2dismod/a2dissite do: remove the *-enabled links."""
         for ext in exts:
             changes.remove(self.enabled(kind, name, ext))
 
@@ -270,6 +274,7 @@ class ServerRoot:
         return dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
 
     def env(self, **extra):
+        """apache2ctl's environment: a clean one with APACHE_CONFDIR set to this root."""
         return {**CLEAN_ENV, "APACHE_CONFDIR": str(self.path), **extra}
 
     def ctl(self, *args, **extra_env):
@@ -301,6 +306,7 @@ class ServerRoot:
         return Path(self.envvars().get("APACHE_PID_FILE", "/var/run/apache2/apache2.pid"))
 
     def running_pid(self):
+        """The pid in APACHE_PID_FILE if that process is alive, else None."""
         try:
             pid = int(self.pid_file().read_text().strip())
             os.kill(pid, 0)
@@ -342,6 +348,7 @@ class ServerRoot:
             )
 
     def stop(self, out):
+        """``apache2ctl stop`` and wait for the process to go (nothing if not running)."""
         pid = self.running_pid()
         if pid is None:
             return
@@ -357,6 +364,7 @@ class ServerRoot:
             time.sleep(0.1)
 
     def wait_for_pid(self, timeout=30):
+        """The running pid once Apache wrote it, or None after ``timeout`` s."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             pid = self.running_pid()

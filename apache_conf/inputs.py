@@ -111,6 +111,7 @@ def host_fqdn():
 
 
 def site_from_options(options, **fixed):
+    """The render.Site from the site flags; ``fixed`` values win over the flags."""
     site_root = Path(options.get("site_root") or render.REPO_DIR).resolve()
     values = {
         "server_name": options.get("server_name") or host_fqdn(),
@@ -189,6 +190,8 @@ def https_mode(opts):
 
 
 def target_from_options(opts):
+    """The install.Target for ``install``: HTTPS mode checked, static files
+    and env file under VAR_DIR (refuses a --static-root elsewhere)."""
     name = opts.get("name") or "site"
     site_root = Path(opts.get("site_root") or render.REPO_DIR).resolve()
     var_dir = Path(opts.get("var_dir") or site_root / "var")

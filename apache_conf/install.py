@@ -57,6 +57,9 @@ class Target:
 
 
 class Installer:
+    """Runs one install or uninstall on ``target``; every change goes through the
+    journal (Changes), so a failed step undoes the run and uninstall reverts it."""
+
     def __init__(self, target, out, err):
         self.t = target
         self.out = out
@@ -65,6 +68,8 @@ class Installer:
 
     # --- install ----------------------------------------------------------------------
     def install(self, plan, database_url, command):
+        """Load the venv's mod_wsgi, write the site and env file, collectstatic, configtest,
+        restart (a failure in these undoes the run), then self-check. Exit code."""
         t = self.t
         t.root.check()
         self.refuse_debian_wsgi()
@@ -91,6 +96,7 @@ class Installer:
         return self.self_check()
 
     def refuse_debian_wsgi(self):
+        """Debian's mod_wsgi runs the system Python: refuse with the command to fix it."""
         if self.t.root.is_enabled("mods", DEBIAN_WSGI, "load"):
             raise InstallError(
                 "Debian's mod_wsgi (libapache2-mod-wsgi-py3) is enabled: it runs "
@@ -100,6 +106,8 @@ class Installer:
             )
 
     def load_modules(self):
+        """The venv's mod_wsgi as a Debian module (wsgi_express.load), the event MPM
+        only, and the modules the site config needs, enabled."""
         t, changes = self.t, self.changes
         lines = module_config(t.site.venv)
         changes.write(
@@ -124,6 +132,8 @@ class Installer:
             t.root.enable(changes, "mods", module, ("load", "conf"))
 
     def write_site(self, plan, command):
+        """The variant's site config, enabled; Debian's default site disabled; Listen lines
+        added to ports.conf where missing."""
         t, changes = self.t, self.changes
         text = render.render_variant(plan, t.site, command)
         changes.write(t.root.available("sites", t.site.name, "conf"), text)
@@ -142,6 +152,8 @@ class Installer:
             changes.write(ports, text + "\n")
 
     def write_env(self, plan, database_url):
+        """The production env file (mode 0640, group of the daemon): the
+        values the install owns, a secret key kept across runs."""
         t = self.t
         path = t.site.env_file
         current = envfile.read(path)
@@ -171,6 +183,7 @@ class Installer:
         os.chown(metrics, pwd.getpwnam(t.site.user).pw_uid, -1)
 
     def collectstatic(self):
+        """``manage.py collectstatic`` with the production env file."""
         site = self.t.site
         self.out.write(f"{site.python} {site.manage} collectstatic --noinput\n")
         result = subprocess.run(
@@ -186,6 +199,7 @@ class Installer:
             raise InstallError(f"collectstatic failed ({tail}); nothing was installed")
 
     def config_test(self):
+        """``apache2ctl -t``; InstallError (the run is undone) when it fails."""
         result = self.t.root.config_test()
         if result.returncode:
             self.err.write(result.stdout + result.stderr)
@@ -210,6 +224,7 @@ class Installer:
 
     # --- self-check ------------------------------------------------------------------
     def self_check(self):
+        """GET /healthz through the installed vhost: exit code 0 on 200, else 1 (logs named)."""
         site, https = self.t.site, self.t.https
         scheme, port = ("https", site.tls_port) if https == "tls" else ("http", site.port)
         headers = {"Host": site.server_name if port in (80, 443) else f"{site.server_name}:{port}"}
@@ -229,6 +244,7 @@ class Installer:
 
     # --- uninstall --------------------------------------------------------------------
     def uninstall(self):
+        """Revert the journal of the last install and restart Apache if it runs. Exit code."""
         t = self.t
         if not self.changes.journal:
             self.out.write(f"nothing to uninstall: no journal in {t.state_dir}\n")

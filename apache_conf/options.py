@@ -43,6 +43,7 @@ def add_flags(group, *flags):
 
 
 def add_sizing_arguments(parser):
+    """The sizing flags (shape, machine, connection budget), shared with pgbouncer_conf."""
     group = parser.add_argument_group(
         "sizing", "defaults: this machine (psutil) and the site's PostgreSQL (DATABASE_URL)"
     )
@@ -69,6 +70,7 @@ def add_sizing_arguments(parser):
 
 
 def add_site_arguments(parser):
+    """The flags of what the config serves: names, paths, daemon user and recycling."""
     group = parser.add_argument_group("site")
     add_flags(
         group,
@@ -112,6 +114,7 @@ ACTIONS = ("install", "uninstall")
 
 
 def add_install_arguments(parser):
+    """The flags of install/uninstall: where, TLS or not, dry run."""
     group = parser.add_argument_group(
         "install", "install/uninstall into Debian's system Apache (docs/production.md)"
     )

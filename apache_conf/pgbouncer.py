@@ -89,6 +89,8 @@ class Lifetimes:
         )
 
     def describe(self):
+        """One line for the ini's header: the three lifetimes in seconds."""
+
         def text(value):
             return "None" if value is None else f"{value:g} s"
 
@@ -99,20 +101,24 @@ class Lifetimes:
 
     @property
     def server_lifetime(self):
+        """max_age rounded to whole seconds (PgBouncer's own default when None)."""
         if self.max_age is None:
             return PGBOUNCER_DEFAULT_LIFETIME
         return max(1, round(self.max_age))
 
     @property
     def server_idle_timeout(self):
+        """idle_timeout in whole seconds (0: never, when None)."""
         return 0 if self.idle_timeout is None else max(1, round(self.idle_timeout))
 
     @property
     def query_wait_timeout(self):
+        """checkout_timeout rounded up: a client waits no longer than the pool would."""
         return max(1, math.ceil(self.checkout_timeout))
 
     @property
     def reserve_pool_timeout(self):
+        """Half the query wait: the reserve opens before a client gives up."""
         return _seconds(self.query_wait_timeout / 2)
 
 
@@ -136,6 +142,7 @@ class PoolPlan:
 
     @property
     def clients_per_host(self):
+        """Connections one web host's daemons keep open to PgBouncer."""
         return self.shape.processes * self.shape.connections_per_process
 
     @property
@@ -155,10 +162,13 @@ class PoolPlan:
 
     @property
     def max_client_conn(self):
+        """Clients PgBouncer accepts: the site's and the dashboard's admin connections,
+        RESTART_OVERLAP times (old and new daemons during a restart), plus headroom."""
         return RESTART_OVERLAP * (self.clients + self.admin_clients) + CLIENT_HEADROOM
 
     @property
     def servers(self):
+        """PostgreSQL connections PgBouncer may open (pool plus reserve)."""
         return self.pool_size + self.reserve_pool_size
 
     @property
@@ -168,6 +178,7 @@ class PoolPlan:
 
     @property
     def cpu_bound(self):
+        """Server connections worth having for the database host's cores."""
         return SERVERS_PER_CORE * self.db_cores
 
     def budget_lines(self):
@@ -282,6 +293,7 @@ class Setup:
         self.validate()
 
     def validate(self):
+        """RenderError for a value the ini cannot carry (address, port, name)."""
         if not ADDR_RE.match(self.listen_addr):
             raise render.RenderError(f"--listen-addr {self.listen_addr!r}: '*' or addresses")
         for value, what in ((self.listen_port, "--listen-port"), (self.db_port, "--db-port")):
@@ -306,6 +318,7 @@ class Setup:
 
 # --- rendering -----------------------------------------------------------------------------
 def render_ini(result: PoolPlan, setup: Setup, command: str) -> str:
+    """pgbouncer.ini for ``result`` and ``setup``; ``command`` goes into its header."""
     return render.render_template(
         "apache_conf/pgbouncer.ini",
         {
@@ -323,10 +336,12 @@ def render_ini(result: PoolPlan, setup: Setup, command: str) -> str:
 
 
 def render_userlist(setup: Setup, command: str) -> str:
+    """The userlist.txt template (comments only: no secret is written)."""
     return render.render_template("apache_conf/userlist.txt", {"setup": setup, "command": command})
 
 
 def outputs(result, setup, command):
+    """{file name: text} of the ini and the userlist template."""
     return {INI: render_ini(result, setup, command), USERLIST: render_userlist(setup, command)}
 
 
@@ -356,6 +371,7 @@ REFERENCE_HOSTS = 3
 
 
 def reference_plan():
+    """The documented plan: the reference machine, max_connections 100, 3 hosts."""
     budget = Budget(max_connections=100, source="max_connections 100 (reference machine)")
     shape, _ = requested_shape(DEFAULT_VARIANT, render.REFERENCE_MACHINE)
     return size(shape, render.REFERENCE_MACHINE, budget, hosts=REFERENCE_HOSTS)

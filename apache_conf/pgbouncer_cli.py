@@ -39,6 +39,7 @@ POOL_FLAGS = ("pool_size", "reserve_pool_size", "db_cores", "max_age", "idle_tim
 
 
 def add_arguments(parser):
+    """All options of ``manage.py pgbouncer_conf`` and ``python -m apache_conf.pgbouncer_conf``."""
     parser.add_argument(
         "--variant",
         choices=VARIANTS,
@@ -97,6 +98,7 @@ def setup_from_options(options):
 
 
 def lifetimes_from_options(options):
+    """The site's lifetimes, with --max-age/--idle-timeout over them."""
     lifetimes = Lifetimes.from_site_settings()
     for key in ("max_age", "idle_timeout"):
         if options.get(key) is not None:
@@ -105,6 +107,7 @@ def lifetimes_from_options(options):
 
 
 def plan_from_options(options, err):
+    """The sized PoolPlan from the flags (budget from PostgreSQL if not given)."""
     machine = Machine.detect(options.get("cores"), options.get("memory_gib"))
     budget = inputs.resolve_budget(options, err)
     shape, _ = requested_shape(

@@ -70,6 +70,7 @@ class Site:
         self.validate()
 
     def validate(self):
+        """RenderError for a value the templates cannot express safely."""
         if not NAME_RE.match(self.name):
             raise RenderError(f"--name {self.name!r}: use letters, digits, '.', '_' or '-'")
         if len(self.display_name) > ARGV0_LENGTH:
@@ -117,6 +118,7 @@ class Site:
 
     @property
     def display_name(self):
+        """The daemons' argv[0] (``(wsgi:NAME)``), what ps and the dashboard show."""
         return f"(wsgi:{self.name})"
 
     @property

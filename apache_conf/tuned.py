@@ -79,6 +79,7 @@ def tuned_outputs(result, site, command):
 
 
 def chosen_key(result):
+    """(processes, threads) a result chose; TuneError when it chose none or is malformed."""
     chosen = (result.get("choice") or {}).get("chosen")
     if not isinstance(chosen, dict):
         raise TuneError("the result has no chosen shape (the run chose none)")
@@ -118,6 +119,7 @@ def latest_run(parent=TUNE_DIR):
 
 
 def shell_line(result):
+    """The chosen shape as deploy.sh's eval line (checked against SHELL_RE)."""
     key = chosen_key(result)
     line = shape_of(*key).shell()
     assert SHELL_RE.match(line)

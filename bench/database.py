@@ -62,6 +62,8 @@ class BenchDatabase:
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self, work_dir):
+        """Start the cluster, create the site's role and database, migrate and
+        load the demo data with manage.py in ``work_dir``; returns self."""
         self.cluster.init().start()
         self.cluster.wait_ready()
         # CREATE ROLE/DATABASE: one statement per call (CREATE DATABASE cannot run in a
@@ -77,6 +79,7 @@ class BenchDatabase:
         return self
 
     def destroy(self):
+        """Close the sampling connection and delete the cluster."""
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -84,6 +87,7 @@ class BenchDatabase:
 
     # -- how the site reaches it -------------------------------------------------------
     def url(self, route="tcp", host=None, port=None):
+        """The site's DATABASE_URL over TCP, the Unix socket, or another host:port."""
         if route == "unix":
             host = quote(str(self.cluster.socket_dir), safe="")
         host = host or self.cluster.host
@@ -132,6 +136,7 @@ class BenchDatabase:
                 return cur.fetchall()
 
     def first_item_id(self):
+        """The lowest demo item id (the item page the bench loads)."""
         conn = self.cluster.connect(DB_NAME)
         try:
             with conn.cursor() as cur:
@@ -189,6 +194,7 @@ class BackendSampler(Sampler):
         return min(self.samples, key=lambda sample: abs(sample[0] - middle))[1]
 
     def maximum(self):
+        """Most backends seen in one sample, None without samples."""
         return max((count for _, count in self.samples), default=None)
 
 

@@ -10,6 +10,7 @@ MARKER = "BENCH_RESULT "
 
 
 def wrk_binary():
+    """wrk's path; RuntimeError saying how to install it when missing."""
     path = shutil.which("wrk") or "/usr/bin/wrk"
     if not Path(path).exists():
         raise RuntimeError("wrk is not installed: apt-get install wrk")
@@ -17,6 +18,7 @@ def wrk_binary():
 
 
 def wrk_version():
+    """ "wrk X.Y.Z" for the results' meta."""
     out = subprocess.run([wrk_binary(), "--version"], capture_output=True, text=True)
     text = (out.stdout + out.stderr).strip().splitlines()
     return " ".join(text[0].split()[:2]) if text else "unknown"

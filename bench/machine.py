@@ -23,6 +23,7 @@ def _first_line(cmd):
 
 
 def cpu_model():
+    """The CPU's model name (/proc/cpuinfo), else what platform knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -33,6 +34,7 @@ def cpu_model():
 
 
 def os_name():
+    """PRETTY_NAME of /etc/os-release, else platform.platform()."""
     try:
         for line in Path("/etc/os-release").read_text().splitlines():
             if line.startswith("PRETTY_NAME="):
@@ -50,6 +52,7 @@ def _version(dist):
 
 
 def git_commit():
+    """The repo's short HEAD, with "-dirty" when the tree has changes; None outside git."""
     commit = _first_line(["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"])
     if not commit or " " in commit:
         return None

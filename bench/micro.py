@@ -41,6 +41,7 @@ FIGURES = (
 def connect(driver, cluster):
     # Imported here: the site's settings keep one driver out of a process that loaded them
     # (the test run), and rendering the table needs neither.
+    """A new connection to the cluster with ``driver`` (psycopg2 or psycopg)."""
     import psycopg
     import psycopg2
 
@@ -102,6 +103,7 @@ def render(data):
 
 
 def parser():
+    """The argument parser of ``python -m bench.micro``."""
     p = argparse.ArgumentParser(prog="python -m bench.micro", description=__doc__.split("\n")[0])
     p.add_argument("--connects", type=int, default=200, help="connects timed (default 200)")
     p.add_argument("--queries", type=int, default=2000, help="SELECT 1 timed (default 2000)")
@@ -111,6 +113,7 @@ def parser():
 
 
 def main(argv=None):
+    """``python -m bench.micro``: measure with each driver, write the JSON, print the table."""
     args = parser().parse_args(argv)
     if min(args.connects, args.queries, args.probes) < 1:
         print("bench.micro: --connects, --queries and --probes must be >= 1", file=sys.stderr)

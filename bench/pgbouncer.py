@@ -45,6 +45,7 @@ class PgBouncer(PgBouncerProcess):
         return self.plan.pool_size
 
     def config(self):
+        """The ini from apache_conf's generator, pointed at the bench cluster."""
         setup = generator.Setup(
             listen_addr=self.host,
             listen_port=self.port,
@@ -61,6 +62,7 @@ class PgBouncer(PgBouncerProcess):
         return generator.render_ini(self.plan, setup, "bench/pgbouncer.py")
 
     def start(self, timeout=15):
+        """Write the ini and userlist into a new work dir and start PgBouncer."""
         self.work_dir = Path(tempfile.mkdtemp(prefix="bench-pgbouncer-"))
         (self.work_dir / "userlist.txt").write_text(f'"{self.user}" "{self.password}"\n')
         (self.work_dir / "userlist.txt").chmod(0o600)

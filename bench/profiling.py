@@ -23,6 +23,7 @@ REQUEST_FRAME = "handlers/wsgi.py"  # django.core.handlers.wsgi: a request is in
 
 
 def py_spy_binary():
+    """py-spy from the venv or PATH, None when not installed."""
     for candidate in (Path(sys.executable).parent / "py-spy", shutil.which("py-spy")):
         if candidate and Path(candidate).exists():
             return str(candidate)
@@ -57,6 +58,8 @@ def summarise_collapsed(lines, top=TOP, within=REQUEST_FRAME):
 
 
 class Profiler:
+    """py-spy around the measured load (--profile): raises at once when py-spy is missing."""
+
     def __init__(self, out_dir, enabled):
         self.out_dir = Path(out_dir)
         self.enabled = enabled

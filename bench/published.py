@@ -49,10 +49,12 @@ def doc_files(repo_dir=REPO_DIR):
 
 # -- the blocks ------------------------------------------------------------------------
 def bench_results(published=PUBLISHED_DIR):
+    """The published bench run's results.json."""
     return json.loads((published / "results.json").read_text())
 
 
 def render_bench(published=PUBLISHED_DIR):
+    """The published bench run's markdown, for the docs' generated sections."""
     return report.render_markdown(bench_results(published), level=3).strip()
 
 
@@ -67,6 +69,7 @@ def render_pgbouncer(published=PUBLISHED_DIR):
 
 
 def render_micro(published=PUBLISHED_DIR):
+    """The microbenchmarks' table from the published micro.json."""
     return micro.render(json.loads((published / "micro.json").read_text()))
 
 
@@ -152,6 +155,7 @@ def publish_bench(folder, published=PUBLISHED_DIR):
 
 
 def main(argv=None):
+    """``python -m bench.published``: publish given runs, rewrite or --check the docs' figures."""
     p = argparse.ArgumentParser(prog="python -m bench.published", description=__doc__)
     p.add_argument("--check", action="store_true", help="list stale files, change nothing")
     p.add_argument("--bench", type=Path, help="publish this bench/results/<timestamp> first")

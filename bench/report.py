@@ -40,6 +40,7 @@ def _ratio(spread):
 
 
 def shape_text(spec):
+    """ "P processes x T threads" of a variant spec."""
     processes, threads = spec["processes"], spec["threads"]
     return (
         f"{processes} process{'es' if processes != 1 else ''} x "
@@ -122,6 +123,7 @@ def variant_table(results, variant):
 
 
 def describe_run(results):
+    """One paragraph on how the run was made: machine, versions, options."""
     meta = results["meta"]
     machine, opts = meta["machine"], meta["options"]
     versions = machine["versions"]
@@ -201,6 +203,7 @@ def render_markdown(results, level=2):
 
 
 def write_markdown(results, path):
+    """results.md: the chart and the rendered tables."""
     Path(path).write_text(
         "# Benchmark results\n\n![requests/s per configuration](results.png)\n\n"
         + render_markdown(results, level=2)
@@ -208,10 +211,12 @@ def write_markdown(results, path):
 
 
 def write_json(results, path):
+    """The results as indented JSON."""
     Path(path).write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
 
 
 def load_results(directory):
+    """results.json of a results folder."""
     return json.loads((Path(directory) / "results.json").read_text())
 
 

@@ -38,6 +38,7 @@ class SiteUnderTest:
         return self.server.url
 
     def database_url(self):
+        """The site's DATABASE_URL for the configuration's route (TCP, socket, PgBouncer)."""
         if self.config.route == ROUTE_PGBOUNCER:
             return self.database.url(host=self.bouncer.host, port=self.bouncer.port)
         if self.config.route == ROUTE_UNIX:
@@ -45,6 +46,7 @@ class SiteUnderTest:
         return self.database.url()
 
     def start(self):
+        """Start PgBouncer if the configuration routes through it, then the site."""
         self.work_dir = daemon_dir(f"bench-site-{self.config.name}-")
         (self.work_dir / "var").mkdir()
         if os.geteuid() == 0:
@@ -120,12 +122,14 @@ class SiteUnderTest:
         return self.server.daemon_pids() if self.server else []
 
     def logs(self):
+        """The server's logs, and PgBouncer's when used."""
         parts = [self.server.logs()] if self.server else []
         if self.bouncer is not None:
             parts.append(f"--- pgbouncer.log ---\n{self.bouncer.logs()}")
         return "\n".join(parts)
 
     def stop(self):
+        """Stop the site and PgBouncer (idempotent)."""
         if self.server is not None:
             self.server.stop()
         if self.bouncer is not None:

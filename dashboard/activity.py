@@ -83,6 +83,7 @@ def site_owner(row, prefix, user, database):
 
 
 def state_counts(rows):
+    """{state: sessions} for every state of STATES, the rest counted as "other"."""
     counts = dict.fromkeys(STATES, 0)
     counts["other"] = 0
     for row in rows:

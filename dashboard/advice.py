@@ -60,6 +60,8 @@ def _per_process_connections(proc):
 
 
 def busy_daemons(snap, cores):
+    """Advice when the request threads are mostly busy: what limits (CPU, connections)
+    or a process more; None otherwise."""
     procs = [p for p in _daemons(snap) if p["avg_busy_threads"] is not None]
     threads = sum(p["threads"] for p in procs)
     if not threads:
@@ -95,6 +97,8 @@ def busy_daemons(snap, cores):
 
 
 def pool_waits(snap):
+    """Advice when requests often waited for a pooled connection (pool mode, or a larger
+    max_size); None otherwise."""
     procs = [p for p in _daemons(snap) if _pool(p)]
     waits = sum(_pool(p).get("checkout_waits") or 0 for p in procs)
     requests = sum(p["requests"]["total"] or 0 for p in procs)
@@ -118,6 +122,8 @@ def pool_waits(snap):
 
 
 def idle_connections(snap):
+    """Advice when pools hold many connections their threads leave idle (a smaller
+    max_size); None otherwise."""
     procs = [
         p
         for p in _daemons(snap)
@@ -142,6 +148,7 @@ def idle_connections(snap):
 
 
 def memory(snap):
+    """Advice when this host's daemons near the memory budget (memory_budget_bytes())."""
     procs = [p for p in _daemons(snap) if p["local"] and p["rss_bytes"]]
     rss = sum(p["rss_bytes"] for p in procs)
     budget = memory_budget_bytes()
@@ -156,6 +163,7 @@ def memory(snap):
 
 
 def connection_budget(snap):
+    """Advice when the site's connections near PostgreSQL's usable budget."""
     db = snap["database"]
     ratio = conf.get("DASHBOARD_BUDGET_WARN_RATIO")
     if db["used_ratio"] is None or db["used_ratio"] < ratio:

@@ -33,10 +33,13 @@ DEFAULTS = {
 
 
 def get(name):
+    """The setting ``name``, else the dashboard's default for it."""
     return getattr(settings, name, DEFAULTS[name])
 
 
 def application_prefix():
+    """The application_name prefix of the site's sessions: the setting, else
+    what the backend uses (OPTIONS["application_name"] included)."""
     value = get("DASHBOARD_APPLICATION_PREFIX")
     if value:
         return value
@@ -44,6 +47,7 @@ def application_prefix():
 
 
 def metrics_dir():
+    """Where the processes publish their records (DASHBOARD_METRICS_DIR, else VAR_DIR/metrics)."""
     value = get("DASHBOARD_METRICS_DIR")
     if value:
         return Path(value)
@@ -51,8 +55,10 @@ def metrics_dir():
 
 
 def hosts():
+    """Other hosts whose records the dashboard accepts (DASHBOARD_HOSTS)."""
     return set(get("DASHBOARD_HOSTS"))
 
 
 def publish_interval():
+    """Seconds between a process's publications (at least 0.2)."""
     return max(0.2, float(get("DASHBOARD_PUBLISH_INTERVAL")))

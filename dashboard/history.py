@@ -22,6 +22,7 @@ PUBLISHED, REQUESTS, ERRORS, OPENED = range(4)
 
 
 def rate_window():
+    """Seconds a rate is taken over: at least two publications, at least 5 s."""
     return max(5.0, 2 * conf.publish_interval())
 
 
@@ -101,6 +102,7 @@ def _older(samples, now, window, pick):
 
 
 def cpu_percent(samples, key, cpu_seconds, now):
+    """CPU % of ``key`` over CPU_WINDOW, None without an older sample (or a restart)."""
     ref = _older(samples, now, CPU_WINDOW, lambda s: _pair(s["t"], s["cpu"].get(key)))
     if ref is None or cpu_seconds < ref[1]:
         return None
@@ -108,6 +110,7 @@ def cpu_percent(samples, key, cpu_seconds, now):
 
 
 def transactions_rate(samples, xact):
+    """Transactions per second over XACT_WINDOW, None without an older sample."""
     if xact is None:
         return None
     ref = _older(samples, xact[0], XACT_WINDOW, lambda s: s["xact"])

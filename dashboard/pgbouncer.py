@@ -41,10 +41,12 @@ _conn_url = None
 
 
 def url():
+    """PGBOUNCER_URL (its admin console), "" when not configured."""
     return getattr(settings, "PGBOUNCER_URL", "") or ""
 
 
 def configured():
+    """True when PGBOUNCER_URL is set."""
     return bool(url())
 
 

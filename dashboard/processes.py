@@ -51,6 +51,7 @@ def process(pid):
 
 
 def display_name(proc):
+    """argv[0] of ``proc`` (mod_wsgi's display-name), None if it cannot be read."""
     try:
         cmdline = proc.cmdline()
     except psutil.Error:

@@ -46,6 +46,7 @@ def _gauge(name, doc, value):
 
 
 def site_families(snap):
+    """Site-wide requests, 5xx, latency histogram and database figures."""
     req, db = snap["requests"], snap["database"]
     yield _counter("site_http_requests", "Requests served (all processes).", req["total"])
     yield _counter("site_http_responses_5xx", "Responses with a 5xx status.", req["errors_5xx"])
@@ -87,6 +88,8 @@ def site_families(snap):
 
 
 def process_families(snap):
+    """Per web process: connections by state, memory, threads, start time, restarts, CPU,
+    requests."""
     conns = GaugeMetricFamily(
         "site_db_connections", "Site connections by web process and state.", labels=[*PROC, "state"]
     )
@@ -127,6 +130,7 @@ def process_families(snap):
 
 
 def pool_families(snap):
+    """persistent_backend's counters and gauges per process and alias."""
     counters = {
         name: CounterMetricFamily(f"site_pool_{name}", doc, labels=POOL)
         for name, doc in POOL_COUNTERS.items()
@@ -203,6 +207,8 @@ def pgbouncer_families(snap):
 
 
 class SnapshotCollector:
+    """A prometheus_client collector over one snapshot (no global registry)."""
+
     def __init__(self, snap):
         self.snap = snap
 
@@ -214,6 +220,7 @@ class SnapshotCollector:
 
 
 def render(snap):
+    """The snapshot in Prometheus' text exposition format (bytes)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(snap))
     return generate_latest(registry)

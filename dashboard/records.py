@@ -51,6 +51,7 @@ def _text(value, name, optional=True):
 
 
 def buckets(value, name="buckets"):
+    """Check a histogram's bucket counts: one per bound plus +Inf, non-negative integers."""
     _check(isinstance(value, list) and len(value) == len(BOUNDS) + 1, f"{name}: wrong length")
     for count in value:
         _number(count, name, integer=True)

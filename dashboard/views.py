@@ -55,6 +55,7 @@ def _json_error(status, error, message, **extra):
 @never_cache
 @require_GET
 def index(request):
+    """The page: login for anonymous users, 403 for non-staff, first paint from the snapshot."""
     if not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path(), reverse("admin:login"))
     if not _is_staff(request.user):
@@ -100,6 +101,7 @@ def parse_params(query):
 @never_cache
 @require_GET
 def api_snapshot(request):
+    """The snapshot as JSON for the page's polls; errors as JSON too (400, 403, 503), never HTML."""
     try:
         user = request.user
         authenticated = user.is_authenticated
@@ -141,6 +143,7 @@ def _unauthorized():
 @never_cache
 @require_GET
 def prometheus_metrics(request):
+    """/metrics: a bearer token (DASHBOARD_METRICS_TOKEN) or a staff session."""
     header = request.headers.get("Authorization", "")
     if header:
         if not _token_matches(header):

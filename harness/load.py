@@ -29,6 +29,8 @@ BODY_KEEP = 4096
 
 @dataclass
 class Result:
+    """One request's outcome: timing, status (0: no HTTP answer), daemon pid, body."""
+
     index: int
     path: str
     start: float
@@ -121,6 +123,7 @@ class Load:
 
     # -- running ---------------------------------------------------------------------
     def start(self):
+        """Start the worker threads; returns self."""
         self.started_at = time.monotonic()
         for n in range(self.concurrency):
             thread = threading.Thread(target=self._work, name=f"load-{n}", daemon=True)
@@ -140,6 +143,7 @@ class Load:
         return self.results
 
     def run(self):
+        """Start and wait for the end: the results."""
         return self.start().wait()
 
     def stop(self):

@@ -74,6 +74,7 @@ class ModWsgiServer:
         return f"http://127.0.0.1:{self.port}"
 
     def command(self):
+        """The mod_wsgi-express start-server argv for this server."""
         cmd = [
             mod_wsgi_express(),
             "start-server",
@@ -102,6 +103,8 @@ class ModWsgiServer:
         return cmd
 
     def start(self, timeout=60, ready_path="/nodb/"):
+        """Start and wait until ``ready_path`` answers (RuntimeError with the logs
+        if it exits, TimeoutError after ``timeout`` s)."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(self.work_dir, DAEMON_USER, DAEMON_USER)
@@ -131,6 +134,7 @@ class ModWsgiServer:
         raise TimeoutError(f"site not ready after {timeout}s (last: {last}):\n{self.logs()}")
 
     def stop(self):
+        """Stop mod_wsgi-express and its Apache (idempotent)."""
         if self.proc is None:
             return
         stop_express(self.proc, self.server_root)
@@ -145,6 +149,7 @@ class ModWsgiServer:
         return sorted(int(pid) for pid in out.split())
 
     def logs(self):
+        """The tail of express.log and Apache's error_log, for failure messages."""
         parts = []
         for path in [self.work_dir / "express.log", self.server_root / "error_log"]:
             if path.exists():

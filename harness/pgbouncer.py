@@ -98,5 +98,6 @@ class PgBouncerProcess:
             shutil.rmtree(self.work_dir, ignore_errors=True)
 
     def logs(self):
+        """The tail of pgbouncer.log ("" before it exists)."""
         path = self.work_dir / "pgbouncer.log" if self.work_dir else None
         return path.read_text(errors="replace")[-4000:] if path and path.exists() else ""

@@ -20,6 +20,7 @@ class PgClient:
         raise NotImplementedError
 
     def connect(self, dbname=None, autocommit=True, timeout=5, **kwargs):
+        """A psycopg2 connection to ``dbname`` (autocommit by default, bounded connect)."""
         params = {
             **self.connection_params(),
             "dbname": dbname or self.default_dbname,
@@ -61,6 +62,7 @@ class SettingsClient(PgClient):
         self.application_name = application_name
 
     def connection_params(self):
+        """host, port, user and password of the Django settings dict."""
         s = self.settings_dict
         return {
             "host": s["HOST"],

@@ -60,6 +60,7 @@ class PgCluster(PgClient):
         )
 
     def init(self):
+        """initdb (as the postgres OS user when root) and write the cluster's settings."""
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.socket_dir.mkdir(exist_ok=True)
         if os.geteuid() == 0:
@@ -113,6 +114,7 @@ class PgCluster(PgClient):
         return self
 
     def stop(self, mode="fast"):
+        """pg_ctl stop in ``mode`` (no error if it is not running)."""
         self._run("pg_ctl", "-D", self.data_dir, "-m", mode, "-w", "-t", "60", "stop", check=False)
 
     def restart(self, mode="fast"):
@@ -120,23 +122,28 @@ class PgCluster(PgClient):
         self.start()
 
     def is_running(self):
+        """True when pg_ctl status finds the postmaster."""
         return self._run("pg_ctl", "-D", self.data_dir, "status", check=False).returncode == 0
 
     def wait_ready(self, timeout=30):
+        """Wait until it accepts connections (TimeoutError after ``timeout`` s)."""
         wait_until(self.accepting, timeout, 0.1, f"PostgreSQL accepting on port {self.port}")
 
     def destroy(self):
+        """Stop immediately and delete the cluster's directory."""
         self.stop("immediate")
         shutil.rmtree(self.base_dir, ignore_errors=True)
 
     # -- talking to it -----------------------------------------------------------------
     def url(self, dbname="postgres", user=None):
+        """A postgres:// URL for ``dbname`` (the superuser, with its password if any)."""
         auth = user or self.superuser
         if user is None and self.password is not None:
             auth += f":{self.password}"
         return f"postgres://{auth}@{self.host}:{self.port}/{dbname}"
 
     def connection_params(self):
+        """psycopg2 connect() arguments for the superuser."""
         return {
             "host": self.host,
             "port": self.port,

@@ -14,6 +14,7 @@ class Sampler:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def sample(self):
+        """Take one sample (subclasses); called every ``interval`` s until stop()."""
         raise NotImplementedError
 
     def _run(self):

@@ -19,12 +19,14 @@ class GeneratorCommand(BaseCommand):
 
     @property
     def command_name(self):
+        """The command's name (its module's), to find its own argv."""
         return self.__module__.rpartition(".")[2]
 
     def add_arguments(self, parser):
         self.cli.add_arguments(parser)
 
     def handle(self, *args, **options):
+        """Run the cli module with the options; exit with its code when not 0."""
         argv = sys.argv[2:] if sys.argv[1:2] == [self.command_name] else []
         code = self.cli.run(
             options, out=self.stdout, err=self.stderr, command=self.cli.command_line(argv)

@@ -105,6 +105,7 @@ class Measurer:
         self.logs_dir = Path(logs_dir)
 
     def run(self, key, phase, round_no):
+        """Serve shape ``key``, warm up, load it with wrk while sampling; one run dict."""
         processes, threads = key
         shape = shape_of(processes, threads)
         run = {

@@ -23,6 +23,7 @@ class MixError(ValueError):
 
 
 def check_path(path, where="--url"):
+    """MixError unless ``path`` is a plain absolute URL path (``where`` names the source)."""
     if len(path) > MAX_PATH_LENGTH or not PATH_RE.match(path):
         shown = path[:60] + ("..." if len(path) > 60 else "")
         raise MixError(
@@ -79,6 +80,7 @@ def operator_paths(urls=(), urls_file=None):
 
 
 def write_mix(paths, out):
+    """The paths, one a line, for wrk's script; returns the file."""
     out = Path(out)
     out.write_text("".join(f"{path}\n" for path in paths))
     return out

@@ -13,11 +13,15 @@ WIDTH = 24
 
 
 def clock(seconds):
+    """``M:SS`` of ``seconds``."""
     seconds = int(max(seconds, 0))
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 class ProgressBar:
+    """One updating line on a terminal (a line per run otherwise): runs done,
+    elapsed, estimated time left."""
+
     def __init__(self, total, run_estimate, stream=None):
         self.total = total
         self.estimate = run_estimate
@@ -28,6 +32,7 @@ class ProgressBar:
         self.current = ""
 
     def grow(self, runs):
+        """Add ``runs`` to the total (the search adds runs as it goes)."""
         self.total += runs
 
     def left(self):
@@ -45,6 +50,7 @@ class ProgressBar:
         )
 
     def begin(self, text):
+        """Show the run starting."""
         self.current = text
         if self.tty:
             self.stream.write("\r\033[K" + self.line())
@@ -53,6 +59,7 @@ class ProgressBar:
         self.stream.flush()
 
     def finish(self, text):
+        """Count the run done and print its outcome."""
         self.done += 1
         if self.tty:
             self.stream.write(f"\r\033[K  {self.current}: {text}\n" + self.line())
@@ -61,12 +68,14 @@ class ProgressBar:
         self.stream.flush()
 
     def note(self, text):
+        """Print a line above the bar."""
         self.stream.write(("\r\033[K" if self.tty else "") + text + "\n")
         if self.tty:
             self.stream.write(self.line())
         self.stream.flush()
 
     def close(self):
+        """Clear the bar (on a terminal)."""
         if self.tty:
             self.stream.write("\r\033[K")
             self.stream.flush()

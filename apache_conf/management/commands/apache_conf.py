@@ -6,6 +6,8 @@ from apache_conf.management.base import GeneratorCommand
 
 
 class Command(GeneratorCommand):
+    """``manage.py apache_conf``: :mod:`apache_conf.cli` under Django."""
+
     help = (
         "Write prefork.conf, threaded.conf, hybrid.conf and a README, sized from this machine "
         "and PostgreSQL's connection budget (default var/apache_conf/; --reference writes "

@@ -5,6 +5,8 @@ from apache_conf.management.base import GeneratorCommand
 
 
 class Command(GeneratorCommand):
+    """``manage.py pgbouncer_conf``: :mod:`apache_conf.pgbouncer_cli` under Django."""
+
     help = (
         "Write pgbouncer.ini (transaction pooling, sized from the web hosts' daemons and "
         "PostgreSQL's connection budget, lifetimes from persistent_backend's options) and a "
