@@ -37,7 +37,10 @@ SITE_INPUTS = (
 
 
 def add_flags(group, *flags):
-    """Add each ``(flag, type or None, help)``: a plain valued option, None when not given."""
+    """Add each ``(flag, type or None, help)``: a plain valued option, None when not given.
+
+    Each group's flags stay a table of its own (alike in shape, different data).
+    """
     for flag, kind, text in flags:
         group.add_argument(flag, type=kind, help=text)
 

@@ -61,6 +61,7 @@ class DebianCopy:
         ports.write_text(text)
         self.server = ServerRoot(self.root)
 
+    # Path properties, alike in shape to render.Site's but of this copy's tree: nothing to share.
     @property
     def state_dir(self):
         return self.base / "state"

@@ -38,6 +38,7 @@ class RecordingResult(unittest.TextTestResult):
             return  # a failed subtest wins over the test's final success
         self.outcomes[key] = outcome
 
+    # unittest's one hook per outcome (alike by its API): each passes its outcome to _record.
     def addSuccess(self, test):
         super().addSuccess(test)
         self._record(test, "ok")
