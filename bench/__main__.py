@@ -92,7 +92,12 @@ def parser():
         help=f"seconds of warm-up load before each run (default {FULL['warmup']})",
     )
     p.add_argument("--repeat", type=int, help=f"interleaved rounds (default {FULL['repeat']})")
-    p.add_argument("--concurrency", type=int, default=8, help="wrk connections (default 8)")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=8,
+        help="wrk connections (default 8; the wide variant drives one per thread)",
+    )
     p.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (default 1)")
     p.add_argument(
         "--psycopg",
