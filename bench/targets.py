@@ -31,15 +31,16 @@ METRICS_RATIO = 0.99  # the dashboard's metrics middleware on vs off
 EXTRA_TOLERANCE = 0.02  # statements/request: in-flight requests at the window's edges
 # Lending per transaction: the share of Django's backends it may hold (many threads: less).
 LEND_HELD, LEND_HELD_WIDE, WIDE_THREADS = 0.5, 0.25, 16
+FINE = 3  # decimals of the ratios held to targets within a few percent of 1
 PASS, SHORT, NA = "pass", "short", "n/a"
 
 
-def _ratio_text(ratio, unit="x"):
+def _ratio_text(ratio, unit="x", digits=2):
     if ratio["n"] == 1:
-        return f"{ratio['median']:.2f}{unit} (1 round)"
+        return f"{ratio['median']:.{digits}f}{unit} (1 round)"
     return (
-        f"{ratio['median']:.2f}{unit} (median of {ratio['n']} rounds, "
-        f"{ratio['min']:.2f}-{ratio['max']:.2f})"
+        f"{ratio['median']:.{digits}f}{unit} (median of {ratio['n']} rounds, "
+        f"{ratio['min']:.{digits}f}-{ratio['max']:.{digits}f})"
     )
 
 
@@ -51,12 +52,12 @@ def _items_ratio(table, variant, top, bottom, metric="rps"):
     return paired_ratio(table, (variant, top, "items"), (variant, bottom, "items"), metric)
 
 
-def _ratio_target(table, variant, top, bottom, minimum, what):
+def _ratio_target(table, variant, top, bottom, minimum, what, digits=2):
     ratio = _items_ratio(table, variant, top, bottom)
     if ratio is None:
         return None
     status = PASS if ratio["median"] >= minimum else SHORT
-    text = f"{what}: {_ratio_text(ratio)}, target >= {minimum:g}x"
+    text = f"{what}: {_ratio_text(ratio, digits=digits)}, target >= {minimum:g}x"
     return _line(status, variant, text, ratio["median"], ratio)
 
 
@@ -103,6 +104,7 @@ def evaluate(results):
                 UPPER_BOUND_PSYCOPG3,
                 PREPARED_GAIN,
                 f"{PREPARED} ({mode}) vs {UPPER_BOUND_PSYCOPG3}",
+                FINE,
             )
         )
         lines.extend(_statement_lines(rows, name))
@@ -120,7 +122,7 @@ def _match_line(table, variant, ours, tag):
         return None
     ok = ratio["median"] >= MATCH and ratio["min"] >= MATCH_LOWEST
     text = (
-        f"{tag} vs {UPPER_BOUND}: {_ratio_text(ratio)}, target median >= {MATCH:g}x "
+        f"{tag} vs {UPPER_BOUND}: {_ratio_text(ratio, digits=FINE)}, target median >= {MATCH:g}x "
         f"and lowest round >= {MATCH_LOWEST:g}x"
     )
     return _line(PASS if ok else SHORT, variant, text, ratio["median"], ratio)
@@ -144,7 +146,7 @@ def _every_mode_lines(table, rows, variant, ours):
             continue
         bottom = reference_for(config)
         what = f"{config.name} vs {bottom}"
-        lines.append(_ratio_target(table, variant, config.name, bottom, NEAR, what))
+        lines.append(_ratio_target(table, variant, config.name, bottom, NEAR, what, FINE))
     return lines
 
 
@@ -164,7 +166,7 @@ def _lend_line(table, rows, variant):
     ok = speed["median"] >= NEAR and held["median"] <= share
     lend, upper = find_row(rows, name, LEND_TRANSACTION), find_row(rows, name, UPPER_BOUND)
     text = (
-        f"{LEND_TRANSACTION} vs {UPPER_BOUND} on /items/<id>/: {_ratio_text(speed)} "
+        f"{LEND_TRANSACTION} vs {UPPER_BOUND} on /items/<id>/: {_ratio_text(speed, digits=FINE)} "
         f"throughput (target >= {NEAR:g}x) holding {_ratio_text(held)} the backends "
         f"(target <= {share:g}x; max {_held(lend, 'backends_max')} vs "
         f"{_held(upper, 'backends_max')}, mean {_held(lend, 'backends_mean', 1)} vs "
@@ -246,7 +248,7 @@ def _metrics_line(table, meta, variant, ours, tag):
             f"{what}: {meta.get('metrics_switch', 'the switch')}=0 changes nothing in "
             "MIDDLEWARE, so there is nothing to compare",
         )
-    return _ratio_target(table, variant, ours, NO_METRICS, METRICS_RATIO, what)
+    return _ratio_target(table, variant, ours, NO_METRICS, METRICS_RATIO, what, FINE)
 
 
 def format_lines(lines):
