@@ -11,10 +11,13 @@ from pathlib import Path
 
 from bench import published, report, targets
 from bench.configs import (
+    CONFIG_SETS,
     CONFIGS,
+    DEFAULT_SET,
     DEFAULT_VARIANTS,
     METRICS_SWITCH,
     NAMED_VARIANTS,
+    NO_METRICS,
     parse_variant,
     select_configs,
 )
@@ -44,7 +47,9 @@ def parser():
         epilog="Variants: "
         + ", ".join(f"{v.name}={v.shape}" for v in NAMED_VARIANTS.values())
         + "; configurations: "
-        + ", ".join(c.name for c in CONFIGS),
+        + ", ".join(c.name for c in CONFIGS)
+        + "; sets: "
+        + ", ".join(CONFIG_SETS),
     )
     p.add_argument(
         "--quick",
@@ -56,20 +61,27 @@ def parser():
         "--variant",
         action="append",
         metavar="V",
-        help="server shape, repeatable: prefork (2x1), threaded (1x8), hybrid (2x4), PxT or "
-        "NAME=PxT (default: prefork and threaded)",
+        help="server shape, repeatable: prefork (2x1), threaded (1x8), hybrid (2x4), wide "
+        "(2x16, one wrk connection per thread), PxT or NAME=PxT (default: the set's, else "
+        "prefork and threaded)",
+    )
+    p.add_argument(
+        "--set",
+        choices=list(CONFIG_SETS),
+        help=f"a named bench: its configurations, variants and pages (default {DEFAULT_SET}; "
+        "--list shows them); --config adds to it, --variant and --page replace its own",
     )
     p.add_argument(
         "--config",
         action="append",
         metavar="NAME",
-        help="run only these configurations (repeatable; default: all)",
+        help=f"run only these configurations (repeatable; default: the set {DEFAULT_SET})",
     )
     p.add_argument(
         "--page",
         action="append",
         choices=["items", "nodb"],
-        help="pages to load (repeatable; default: items and nodb, the ceiling)",
+        help="pages to load (repeatable; default: the set's, else items and nodb, the ceiling)",
     )
     p.add_argument(
         "--duration", type=int, help=f"seconds per measured run (default {FULL['duration']})"
@@ -80,7 +92,12 @@ def parser():
         help=f"seconds of warm-up load before each run (default {FULL['warmup']})",
     )
     p.add_argument("--repeat", type=int, help=f"interleaved rounds (default {FULL['repeat']})")
-    p.add_argument("--concurrency", type=int, default=8, help="wrk connections (default 8)")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=8,
+        help="wrk connections (default 8; the wide variant drives one per thread)",
+    )
     p.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (default 1)")
     p.add_argument(
         "--psycopg",
@@ -108,16 +125,19 @@ def parser():
 def build_options(args, results_dir):
     """runner.Options from the arguments; ValueError for what cannot run."""
     defaults = QUICK if args.quick else FULL
-    variants = [parse_variant(text) for text in (args.variant or DEFAULT_VARIANTS)]
+    chosen = CONFIG_SETS[args.set] if args.set else None
+    variants = [
+        parse_variant(text)
+        for text in (args.variant or (chosen and chosen.variants) or DEFAULT_VARIANTS)
+    ]
     names = [variant.name for variant in variants]
     if len(set(names)) != len(names):
         raise ValueError(f"variants must have distinct names: {names}")
+    page_keys = args.page or (chosen and chosen.pages) or ("items", "nodb")
     options = Options(
         variants=variants,
-        configs=select_configs(args.config),
-        page_keys=tuple(
-            key for key in ("items", "nodb") if key in (args.page or ["items", "nodb"])
-        ),
+        configs=select_configs([*(chosen.configs if chosen else ()), *(args.config or ())]),
+        page_keys=tuple(key for key in ("items", "nodb") if key in page_keys),
         duration=args.duration if args.duration is not None else defaults["duration"],
         warmup=args.warmup if args.warmup is not None else defaults["warmup"],
         repeat=args.repeat if args.repeat is not None else defaults["repeat"],
@@ -127,6 +147,7 @@ def build_options(args, results_dir):
         profile=args.profile,
         out_dir=results_dir,
         quick=args.quick,
+        config_set=args.set,
     )
     if options.duration < 1 or options.warmup < 0 or options.repeat < 1:
         raise ValueError(
@@ -144,12 +165,13 @@ def assemble(bench, options, argv, started, wall, interrupted):
     skipped = []
     if len(configs) < len(options.configs):
         skipped.append(
-            f"persistent-no-metrics: {METRICS_SWITCH}=0 does not change MIDDLEWARE (no "
+            f"{NO_METRICS}: {METRICS_SWITCH}=0 does not change MIDDLEWARE (no "
             "metrics middleware to switch off), so it would repeat the paired mode's run"
         )
     meta = {
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
         "command": "./deploy.sh bench" + (" " + shlex.join(argv) if argv else ""),
+        "set": options.config_set,
         "machine": describe(),
         "postgres": bench.database.server_version(),
         "pgbouncer": pgbouncer_version(),
@@ -171,6 +193,7 @@ def assemble(bench, options, argv, started, wall, interrupted):
                 "name": v.name,
                 "processes": v.processes,
                 "threads": v.threads,
+                "clients": v.load(options.concurrency),
                 "paired_mode": v.paired_mode,
             }
             for v in variants
@@ -216,10 +239,19 @@ def main(argv=None):
         for variant in NAMED_VARIANTS.values():
             print(
                 f"variant {variant.name:<10} {variant.shape}  "
-                f"(persistent_backend pairs with mode {variant.paired_mode})"
+                f"(persistent_backend pairs with mode {variant.paired_mode}"
+                + (f"; {variant.clients} wrk connections" if variant.clients else "")
+                + ")"
             )
         for config in CONFIGS:
-            print(f"config  {config.name:<26} {config.summary}")
+            print(f"config  {config.name:<32} {config.summary}")
+        for chosen in CONFIG_SETS.values():
+            print(f"set     {chosen.name:<12} {chosen.summary}: {', '.join(chosen.configs)}")
+            if chosen.variants or chosen.pages:
+                print(
+                    f"        variants {', '.join(chosen.variants or DEFAULT_VARIANTS)}; "
+                    f"pages {', '.join(chosen.pages or ('items', 'nodb'))}"
+                )
         return 0
     if args.publish and (args.quick or args.profile):
         print("--publish needs a full run: not --quick, not --profile", file=sys.stderr)

@@ -22,19 +22,31 @@ METRICS_SWITCH = "DASHBOARD_METRICS"
 REFERENCE = "connect-per-request"  # the seed's "before": every ratio is taken against it
 PGBOUNCER_PERSISTENT = "persistent_backend+pgbouncer"  # the path past one host
 UPPER_BOUND = "django-persistent"  # zero connect cost: what persistence can at best reach
+UPPER_BOUND_PSYCOPG3 = "django-persistent-psycopg3"  # the same on psycopg 3
+LEND_TRANSACTION = "persistent-pool-lend-transaction"
+PREPARED = "persistent-prepared"
+NO_METRICS = "persistent-no-metrics"
 
 
 @dataclass(frozen=True)
 class Variant:
-    """A daemon shape: mod_wsgi-express --processes x --threads."""
+    """A daemon shape: mod_wsgi-express --processes x --threads.
+
+    ``clients``: wrk connections for this shape (None: the run's --concurrency).
+    """
 
     name: str
     processes: int
     threads: int
+    clients: int | None = None
 
     @property
     def shape(self):
         return f"{self.processes}x{self.threads}"
+
+    def load(self, concurrency):
+        """The wrk connections to drive this shape with, given the run's --concurrency."""
+        return self.clients or concurrency
 
     @property
     def paired_mode(self):
@@ -49,12 +61,15 @@ NAMED_VARIANTS = {
     "prefork": Variant("prefork", 2, 1),
     "threaded": Variant("threaded", 1, 8),
     "hybrid": Variant("hybrid", 2, 4),
+    # Many threads, one client per thread: every thread serves, so a backend per thread
+    # (Django's persistent connections) shows against lending per transaction.
+    "wide": Variant("wide", 2, 16, clients=32),
 }
 DEFAULT_VARIANTS = ("prefork", "threaded")
 
 
 def parse_variant(text):
-    """``prefork`` | ``threaded`` | ``hybrid`` | ``PxT`` | ``NAME=PxT``."""
+    """``prefork`` | ``threaded`` | ``hybrid`` | ``wide`` | ``PxT`` | ``NAME=PxT``."""
     if text in NAMED_VARIANTS:
         return NAMED_VARIANTS[text]
     match = re.fullmatch(r"(?:([a-z][a-z0-9_-]*)=)?(\d+)x(\d+)", text)
@@ -81,6 +96,8 @@ class Config:
     persistent_mode: str | None = None  # "paired": the variant's paired mode
     metrics: bool = True
     pgbouncer: bool = False  # persistent_backend's pgbouncer=True (transaction pooling)
+    lend: str | None = None  # persistent_backend's lend ("request" | "transaction")
+    prepared: bool = False  # persistent_backend's prepared_statements=True (psycopg 3)
 
     def mode_for(self, variant):
         if self.persistent_mode == "paired":
@@ -100,6 +117,8 @@ class Config:
             "PERSISTENT_RESET": "rollback",
             "PERSISTENT_MAX_SIZE": "",
             "PERSISTENT_PGBOUNCER": "1" if self.pgbouncer else "0",
+            "PERSISTENT_LEND": self.lend or "",
+            "PERSISTENT_PREPARED": "1" if self.prepared else "0",
             METRICS_SWITCH: "1" if self.metrics else "0",
         }
 
@@ -121,6 +140,13 @@ CONFIGS = [
         route=ROUTE_UNIX,
     ),
     Config(UPPER_BOUND, "stock backend, CONN_MAX_AGE=None", conn_max_age="none"),
+    Config(
+        UPPER_BOUND_PSYCOPG3,
+        "stock backend, CONN_MAX_AGE=None, on psycopg 3 (client-side binding, "
+        "prepare_threshold=None): the reference for the prepared mode",
+        conn_max_age="none",
+        psycopg="3",
+    ),
     Config(
         "django-health-checks",
         "stock backend, CONN_MAX_AGE=None, CONN_HEALTH_CHECKS=True",
@@ -158,6 +184,23 @@ CONFIGS = [
         persistent_mode="pool",
     ),
     Config(
+        LEND_TRANSACTION,
+        "persistent_backend, mode pool, lend=transaction (a connection goes back to the "
+        "pool between transactions)",
+        engine="persistent_backend",
+        persistent_mode="pool",
+        lend="transaction",
+    ),
+    Config(
+        PREPARED,
+        "persistent_backend in the variant's paired mode on psycopg 3 with "
+        "prepared_statements=True (server-side binding, automatic preparation)",
+        engine="persistent_backend",
+        psycopg="3",
+        persistent_mode="paired",
+        prepared=True,
+    ),
+    Config(
         PGBOUNCER_PERSISTENT,
         "persistent_backend in the variant's paired mode with pgbouncer=True, through "
         "PgBouncer (transaction pooling, pool sized by pgbouncer_conf for this machine)",
@@ -167,7 +210,7 @@ CONFIGS = [
         pgbouncer=True,
     ),
     Config(
-        "persistent-no-metrics",
+        NO_METRICS,
         f"persistent_backend in the variant's paired mode, without the dashboard's "
         f"metrics middleware ({METRICS_SWITCH}=0)",
         engine="persistent_backend",
@@ -182,10 +225,54 @@ def persistent_name(mode):
     return f"persistent-{mode}"
 
 
+@dataclass(frozen=True)
+class ConfigSet:
+    """A named bench: its configurations, and the variants and pages it runs by default
+    (None: the bench's defaults); --variant, --page and --config override or add."""
+
+    name: str
+    summary: str
+    configs: tuple
+    variants: tuple | None = None
+    pages: tuple | None = None
+
+
+CONFIG_SETS = {
+    "matrix": ConfigSet(
+        "matrix",
+        "every configuration but issue 16's (the default)",
+        tuple(
+            config.name
+            for config in CONFIGS
+            if config.name not in {UPPER_BOUND_PSYCOPG3, LEND_TRANSACTION, PREPARED}
+        ),
+    ),
+    "performance": ConfigSet(
+        "performance",
+        "issue 16's acceptance: persistent_backend's modes against Django's persistent "
+        "connections, lending per transaction, prepared statements, the metrics middleware",
+        (
+            UPPER_BOUND,
+            UPPER_BOUND_PSYCOPG3,
+            persistent_name("process"),
+            persistent_name("thread"),
+            persistent_name("pool"),
+            LEND_TRANSACTION,
+            PREPARED,
+            NO_METRICS,
+        ),
+        variants=("prefork", "threaded", "wide"),
+        pages=("items",),
+    ),
+    "all": ConfigSet("all", "every configuration", tuple(CONFIGS_BY_NAME)),
+}
+DEFAULT_SET = "matrix"
+
+
 def select_configs(names):
-    """The configurations named (in matrix order), or all of them."""
+    """The configurations named (in matrix order), or the default set's."""
     if not names:
-        return list(CONFIGS)
+        names = CONFIG_SETS[DEFAULT_SET].configs
     unknown = [name for name in names if name not in CONFIGS_BY_NAME]
     if unknown:
         raise ValueError(

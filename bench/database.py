@@ -197,6 +197,12 @@ class BackendSampler(Sampler):
         """Most backends seen in one sample, None without samples."""
         return max((count for _, count in self.samples), default=None)
 
+    def mean(self):
+        """The average over the run's samples (evenly spaced, so a time average)."""
+        if not self.samples:
+            return None
+        return sum(count for _, count in self.samples) / len(self.samples)
+
 
 # Run inside ``manage.py shell``: how many queries each page sends (Django's own count,
 # which leaves out connection set-up), and which middleware is installed.

@@ -39,13 +39,17 @@ def _ratio(spread):
     return text
 
 
-def shape_text(spec):
-    """ "P processes x T threads" of a variant spec."""
+def shape_text(spec, concurrency=None):
+    """The shape in words; the wrk connections too when the variant has its own."""
     processes, threads = spec["processes"], spec["threads"]
-    return (
+    text = (
         f"{processes} process{'es' if processes != 1 else ''} x "
         f"{threads} thread{'s' if threads != 1 else ''}"
     )
+    clients = spec.get("clients")
+    if clients and clients != concurrency:
+        text += f", {clients} wrk connections"
+    return text
 
 
 def _percent(spread):
@@ -53,6 +57,10 @@ def _percent(spread):
 
 
 def _backends(row):
+    """Mean over the run (max over the run); runs saved before means were sampled show the
+    sample nearest the middle instead."""
+    if row.get("backends_mean"):
+        return f"{_med(row['backends_mean'], 1)} (max {_med(row['backends_max'])})"
     if not row["backends_mid"]:
         return "-"
     return f"{_med(row['backends_mid'])} (max {_med(row['backends_max'])})"
@@ -74,25 +82,34 @@ def _row_for(rows, variant, config, page):
 
 
 def variant_table(results, variant):
-    """The markdown table of one variant: one line per configuration."""
+    """The markdown table of one variant: one line per configuration.
+
+    The ratio to connect-per-request and to /nodb/ only when the run measured them.
+    """
     rows = results["summary"]
     pages = results["meta"]["options"]["pages"]
     main = "items" if "items" in pages else pages[0]
-    title = PAGE_TITLES[main]
-    header = [
-        "configuration",
-        f"{title} req/s",
-        "rounds min-max",
-        f"x {REFERENCE}",
-        "of /nodb/",
-        "p50 ms",
-        "p99 ms",
-        "non-2xx",
-        "backends",
-        "statements/req (extra)",
+    ceiling = "nodb" in pages and main != "nodb"
+    referenced = any(config["name"] == REFERENCE for config in results["meta"]["configs_run"])
+
+    def nodb_rps(row):
+        nodb = _row_for(rows, variant, row["config"], "nodb")
+        return _med(nodb["rps"]) if nodb else "-"
+
+    columns = [
+        (f"{PAGE_TITLES[main]} req/s", lambda row: _med(row["rps"]), True),
+        ("rounds min-max", lambda row: _range(row["rps"]), True),
+        (f"x {REFERENCE}", lambda row: _ratio(row["vs_reference"]), referenced),
+        ("of /nodb/", lambda row: _percent(row["vs_ceiling"]), ceiling),
+        ("p50 ms", lambda row: _med(row["p50_ms"], 1), True),
+        ("p99 ms", lambda row: _med(row["p99_ms"], 1), True),
+        ("non-2xx", lambda row: str(row["non2xx"] + row["socket_errors"]), True),
+        ("backends", _backends, True),
+        ("statements/req (extra)", _statements, True),
+        ("/nodb/ req/s", nodb_rps, ceiling),
     ]
-    if "nodb" in pages and main != "nodb":
-        header.append("/nodb/ req/s")
+    columns = [(title, cell) for title, cell, shown in columns if shown]
+    header = ["configuration", *(title for title, _ in columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for config in results["meta"]["configs_run"]:
         row = _row_for(rows, variant, config["name"], main)
@@ -101,23 +118,8 @@ def variant_table(results, variant):
         name = config["label"].get(variant, config["name"])
         if row["failed"] and not row["rps"]:
             cells = [f"`{name}`", "failed"] + ["-"] * (len(header) - 2)
-            lines.append("| " + " | ".join(cells) + " |")
-            continue
-        cells = [
-            f"`{name}`",
-            _med(row["rps"]),
-            _range(row["rps"]),
-            _ratio(row["vs_reference"]),
-            _percent(row["vs_ceiling"]),
-            _med(row["p50_ms"], 1),
-            _med(row["p99_ms"], 1),
-            str(row["non2xx"] + row["socket_errors"]),
-            _backends(row),
-            _statements(row),
-        ]
-        if "nodb" in pages and main != "nodb":
-            nodb = _row_for(rows, variant, config["name"], "nodb")
-            cells.append(_med(nodb["rps"]) if nodb else "-")
+        else:
+            cells = [f"`{name}`", *(cell(row) for _, cell in columns)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -143,11 +145,18 @@ def describe_run(results):
         "medians over rounds (min-max beside them). Connections use TCP with scram-sha-256 "
         "unless the name says otherwise. *x connect-per-request* and *of /nodb/* are "
         "ratios taken within each round; *backends*: the site's PostgreSQL sessions "
-        "sampled from `pg_stat_activity` mid-run (max over the run); *statements/req*: "
+        f"sampled from `pg_stat_activity` {_sampled(results)}; *statements/req*: "
         "server-side statements per request from `pg_stat_statements` deltas (in brackets, "
         "beyond the page's own "
         f"{meta['page_queries'].get('items', '?')} queries)."
     )
+
+
+def _sampled(results):
+    """How the backends column reads (runs saved before means were sampled: mid-run)."""
+    if any(row.get("backends_mean") for row in results["summary"]):
+        return "through the run: mean (max)"
+    return "mid-run (max over the run)"
 
 
 def _load(machine):
@@ -161,7 +170,8 @@ def render_markdown(results, level=2):
     h = "#" * level
     parts = [describe_run(results)]
     for spec in results["meta"]["variants"]:
-        parts.append(f"{h} {spec['name']}: {shape_text(spec)}")
+        concurrency = results["meta"]["options"]["concurrency"]
+        parts.append(f"{h} {spec['name']}: {shape_text(spec, concurrency)}")
         parts.append(variant_table(results, spec["name"]))
     parts.append(f"{h} Configurations")
     parts.append(
@@ -273,7 +283,7 @@ def write_chart(results, path):
         )
         ax.set_ylabel("requests/s")
         ax.set_title(
-            f"{spec['name']}: {shape_text(spec)} "
+            f"{spec['name']}: {shape_text(spec, results['meta']['options']['concurrency'])} "
             f"(median of {results['meta']['options']['repeat']} round(s), bars: min-max)",
             fontsize=10,
         )

@@ -37,6 +37,7 @@ class Options:
     profile: bool = False
     out_dir: object = None
     quick: bool = False
+    config_set: str | None = None  # --set, for the record
 
 
 class Progress:
@@ -82,10 +83,11 @@ def _clock(seconds):
 def _describe_run(run):
     if run.get("error"):
         return f"FAILED: {run['error'].splitlines()[0][:200]}"
+    mean = "-" if run["backends_mean"] is None else f"{run['backends_mean']:.1f}"
     return (
         f"{run['rps']:8.1f} req/s  p50 {run['latency_ms']['p50']:.1f} ms  "
         f"p99 {run['latency_ms']['p99']:.1f} ms  non-2xx {run['non2xx']}  "
-        f"errors {run['socket_errors']}  backends {run['backends_mid']} (max "
+        f"errors {run['socket_errors']}  backends mean {mean} (max "
         f"{run['backends_max']})  statements/request {run['statements_per_request']:.2f}"
     )
 
@@ -188,17 +190,18 @@ class Bench(Session):
         opts = self.options
         run = self._base(round_no, variant, config, page)
         url = site.url + page.path
+        clients = variant.load(opts.concurrency)
         try:
             site.check(page.path)
             if opts.warmup > 0:
-                run_wrk(url, opts.warmup, opts.concurrency, opts.wrk_threads)
+                run_wrk(url, opts.warmup, clients, opts.wrk_threads)
             # Counters are read with the server idle, so every request between the two
             # readings is complete: its statements and itself are both counted.
             accesses_before, calls_before = site.wait_quiet()
             before = self.database.statements()
             with BackendSampler(self.database) as sampler:
                 with self.profiler.record(site.daemon_pids(), opts.duration, run):
-                    result = run_wrk(url, opts.duration, opts.concurrency, opts.wrk_threads)
+                    result = run_wrk(url, opts.duration, clients, opts.wrk_threads)
             accesses_after, calls_after = site.wait_quiet()
             after = self.database.statements()
         except Exception as exc:  # noqa: BLE001 - reported, the other pages go on
@@ -219,6 +222,7 @@ class Bench(Session):
             served_requests=served,
             backends_mid=sampler.mid_run(),
             backends_max=sampler.maximum(),
+            backends_mean=sampler.mean(),
             backend_samples=[count for _, count in sampler.samples],
             statements=total,
             statements_per_request=total / requests,

@@ -52,6 +52,7 @@ def summarise(runs, variants, configs, page_keys):
                     **load_figures(done),
                     "backends_mid": spread(run["backends_mid"] for run in done),
                     "backends_max": spread(run["backends_max"] for run in done),
+                    "backends_mean": spread(run["backends_mean"] for run in done),
                     "statements_per_request": spread(run["statements_per_request"] for run in done),
                     "extra_statements_per_request": spread(
                         run["extra_statements_per_request"] for run in done

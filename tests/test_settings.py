@@ -80,3 +80,29 @@ def test_check_deploy_is_clean_with_production_settings():
 
 def test_debug_toolbar_unreachable_with_debug_off(client):
     assert client.get("/__debug__/render_panel/").status_code == 404
+
+
+PERSISTENT_PROBE = (
+    "import json, django; django.setup(); from django.conf import settings as s; "
+    "print(json.dumps(s.DATABASES['default']['OPTIONS']['persistent']))"
+)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, {}),
+        ({"PERSISTENT_LEND": "", "PERSISTENT_PREPARED": "0"}, {}),
+        ({"PERSISTENT_LEND": "transaction"}, {"lend": "transaction"}),
+        ({"PERSISTENT_LEND": "request"}, {"lend": "request"}),
+        ({"PERSISTENT_PREPARED": "1"}, {"prepared_statements": True}),
+    ],
+)
+def test_lend_and_prepared_statements_are_set_only_when_given(env, expected):
+    result = run_site_python(PERSISTENT_PROBE, DJANGO_SECRET_KEY="x" * 50, **env)
+    assert result.returncode == 0, result.stderr
+    options = json.loads(result.stdout)
+    assert {key: options[key] for key in ("lend", "prepared_statements") if key in options} == (
+        expected
+    )
+    assert options["mode"] == "auto"  # the other keys as before

@@ -124,6 +124,9 @@ if DB_ENGINE == "persistent_backend":
             "application_name": env.str("PERSISTENT_APPLICATION_NAME", None),
             "hostname": env.str("PERSISTENT_HOSTNAME", None) or None,
             "pgbouncer": env.bool("PERSISTENT_PGBOUNCER", False) or None,
+            # Only when given: lending per transaction, prepared statements (psycopg 3).
+            "lend": env.str("PERSISTENT_LEND", "") or None,
+            "prepared_statements": env.bool("PERSISTENT_PREPARED", False) or None,
             "processes": env.int("PERSISTENT_PROCESSES", None),
             "threads": env.int("PERSISTENT_THREADS", None),
         }.items()
