@@ -34,6 +34,7 @@ logger = logging.getLogger("persistent_backend")
 
 class DatabaseWrapper(ReturnMixin, SessionMixin, base.DatabaseWrapper):
     is_psycopg3 = is_psycopg3
+    features_class = prepared.DatabaseFeatures
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -18,12 +18,33 @@ does not exist"). ``discard_all`` therefore tells it every time (``forget``). Re
 """
 
 from django.core.exceptions import ImproperlyConfigured
+from django.db.backends.postgresql.features import DatabaseFeatures as PostgresFeatures
 from django.db.backends.postgresql.psycopg_any import is_psycopg3
+from django.utils.functional import cached_property
 
 #: The oldest PgBouncer whose transaction pooling carries psycopg's prepared statements:
 #: 1.21 tracks protocol-level ones, 1.22 added the DEALLOCATE ALL psycopg sends after a
 #: rollback (psycopg's docs, "Using prepared statements with PgBouncer").
 PGBOUNCER_MIN_VERSION = "1.22"
+
+
+def enabled(settings_dict):
+    """Is ``OPTIONS["persistent"]["prepared_statements"]`` on (without validating the rest)?"""
+    raw = (settings_dict.get("OPTIONS") or {}).get("persistent")
+    return isinstance(raw, dict) and raw.get("prepared_statements") is True
+
+
+class DatabaseFeatures(PostgresFeatures):
+    """Django's, knowing that the switch binds on the server like
+    ``OPTIONS["server_side_binding"]``: Django 6.1 then splits bulk operations into batches
+    of at most 65,535 parameters (``max_query_params``), as it does for its own option."""
+
+    @cached_property
+    def uses_server_side_binding(self):
+        settings_dict = self.connection.settings_dict
+        return is_psycopg3 and (
+            settings_dict["OPTIONS"].get("server_side_binding") is True or enabled(settings_dict)
+        )
 
 
 def validate_options(options, fail):

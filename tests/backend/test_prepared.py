@@ -8,7 +8,9 @@ psycopg 3: on psycopg2 only the refusal is tested (run ``DJANGO_PSYCOPG=3 pytest
 """
 
 import inspect
+import json
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -129,6 +131,15 @@ def test_pgbouncer_is_refused_unless_it_is_declared_to_carry_prepared_statements
     assert params["prepare_threshold"] == 5
 
 
+@pytest.mark.no_db
+def test_django_sees_the_server_side_binding():
+    """Django 6.1 sizes bulk operations' batches from it (max_query_params)."""
+    on = {**connection.settings_dict, "OPTIONS": {"persistent": {"prepared_statements": True}}}
+    assert DatabaseWrapper(on, alias="on").features.uses_server_side_binding is is_psycopg3
+    off = {**connection.settings_dict, "OPTIONS": {"persistent": {}}}
+    assert DatabaseWrapper(off, alias="off").features.uses_server_side_binding is False
+
+
 @needs_psycopg3
 def test_server_side_binding_contradiction_is_refused(persistent):
     with persistent(**PREPARED), driver_options(server_side_binding=False):
@@ -226,3 +237,54 @@ def test_statements_per_request_are_unchanged(page_site, persistent, observer, d
         for extra in ("DEALLOCATE", "DISCARD", "SELECT 1", "BEGIN", "ROLLBACK"):
             assert extra not in texts, statements
     assert totals[True] == totals[False] == 4 * 50, totals
+
+
+@needs_psycopg3
+def test_server_side_binding_refuses_what_client_binding_accepts(persistent):
+    """docs/backend.md's trade-off table: the raw SQL that stops working with the option."""
+    from django.db import ProgrammingError
+
+    from catalog.models import Item
+
+    def outcome(sql, params):
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+        except ProgrammingError as exc:
+            return str(exc).splitlines()[0]
+        finally:
+            connection.close()
+        return "works"
+
+    many = list(range(70000))
+    for prepared in (False, True):
+        with persistent(mode="thread", prepared_statements=prepared):
+            set_param = outcome("SET statement_timeout = %s", ["5s"])
+            interval = outcome("SELECT now() - interval %s", ["1 day"])
+            casted = outcome("SELECT now() - %s::interval", ["1 day"])
+            try:
+                list(Item.objects.filter(id__in=many).values_list("id")[:1])
+                in_list = "works"
+            except Exception as exc:  # psycopg's OperationalError, raised before sending
+                in_list = str(exc)
+            finally:
+                connection.close()
+        if prepared:
+            assert set_param == interval == 'syntax error at or near "$1"'
+            assert "65535" in in_list
+        else:
+            assert set_param == interval == in_list == "works"
+        assert casted == "works"
+
+
+@pytest.mark.no_db
+def test_the_docs_quote_the_committed_measurement():
+    from bench.prepared import PUBLISHED, render
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "backend.md").read_text()
+    quoted = text.split("<!-- prepared:begin -->\n")[1].split("\n<!-- prepared:end -->")[0]
+    data = json.loads(PUBLISHED.read_text())
+    assert quoted == render(data)
+    assert data["connections"]["prepared"]["prepared_held"] > 0  # it did prepare
+    assert data["connections"]["plain"]["prepared_held"] == 0
+    assert all(facts["opened"] == 1 for facts in data["connections"].values())
