@@ -15,8 +15,8 @@ with their category, tag and review counts and average rating, for one category)
 Variants alternate unit by unit (the first one swapped every round), so both see the
 same load; every variant runs past the threshold first, so the figures are steady state.
 The ratio is ``plain / prepared`` of the medians per round: above 1, prepared is faster.
-Writes ``docs/figures/prepared-statements.json`` (or ``--out``) and prints the markdown
-table that docs/backend.md quotes (tests/backend/test_prepared.py checks they agree).
+Writes ``bench/published/prepared.json`` (or ``--out``) and prints the markdown table that
+docs/backend.md quotes (``python -m bench.published`` renders it; tests/test_docs.py checks).
 """
 
 import argparse
@@ -29,7 +29,7 @@ from copy import deepcopy
 from pathlib import Path
 
 REPO_DIR = Path(__file__).resolve().parents[1]
-PUBLISHED = REPO_DIR / "docs" / "figures" / "prepared-statements.json"
+PUBLISHED = REPO_DIR / "bench" / "published" / "prepared.json"
 VARIANTS = ("plain", "prepared")
 WORKLOADS = ("item_page", "home_page", "heavy")
 LABELS = {
