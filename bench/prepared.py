@@ -9,9 +9,10 @@ process mode, one per variant, each kept across units of work:
 * ``prepared``: the option on (server-side binding, psycopg's ``prepare_threshold``).
 
 Workloads, each a unit of work that ends as a request does (the connection goes back to
-its store): ``item_page`` and ``home_page`` call the site's own views (their queries and
-their templates, without the WSGI handler), ``heavy`` runs a four-table aggregate (items
-with their category, tag and review counts and average rating, for one category).
+its store): ``item_queries`` runs the item page's four queries (``catalog.views.
+item_context``), ``item_page`` and ``home_page`` call the site's own views (queries and
+templates, without the WSGI handler), ``heavy`` runs a four-table aggregate (items with
+their category, tag and review counts and average rating, for one category).
 Variants alternate unit by unit (the first one swapped every round), so both see the
 same load; every variant runs past the threshold first, so the figures are steady state.
 The ratio is ``plain / prepared`` of the medians per round: above 1, prepared is faster.
@@ -31,8 +32,9 @@ from pathlib import Path
 REPO_DIR = Path(__file__).resolve().parents[1]
 PUBLISHED = REPO_DIR / "bench" / "published" / "prepared.json"
 VARIANTS = ("plain", "prepared")
-WORKLOADS = ("item_page", "home_page", "heavy")
+WORKLOADS = ("item_queries", "item_page", "home_page", "heavy")
 LABELS = {
+    "item_queries": "item page's 4 SELECTs alone",
     "item_page": "item page (`/items/<id>/`, 4 SELECTs + template)",
     "home_page": "home page (`/`, 2 SELECTs + template)",
     "heavy": "heavier query (4-table aggregate)",
@@ -72,6 +74,9 @@ def workloads(item_ids, category_ids):
         request, item_id = items[n % len(items)]
         views.item_detail(request, item_id)
 
+    def item_queries(n):
+        views.item_context(items[n % len(items)][1])
+
     def heavy(n):
         list(
             Item.objects.filter(category_id=category_ids[n % len(category_ids)])
@@ -84,7 +89,12 @@ def workloads(item_ids, category_ids):
             .order_by("-review_count", "id")[:10]
         )
 
-    return {"item_page": item_page, "home_page": lambda n: views.home(home), "heavy": heavy}
+    return {
+        "item_queries": item_queries,
+        "item_page": item_page,
+        "home_page": lambda n: views.home(home),
+        "heavy": heavy,
+    }
 
 
 def unit(wrapper, work, n):

@@ -114,8 +114,9 @@ def forget(raw):
     """Empty psycopg 3's cache of prepared statements without a round trip.
 
     psycopg has no public call for it: ``clear()`` of its prepare manager empties the cache
-    and queues a ``DEALLOCATE ALL``, which the session just did; dropping that queue saves a
-    round trip (where the queue is missing, it runs before the next statement: harmless).
+    and queues a ``DEALLOCATE ALL``, which the ``DISCARD ALL`` that follows does anyway;
+    dropping that queue saves a round trip (a psycopg without it sends the DEALLOCATE ALL
+    after the next statement: harmless).
     """
     manager = getattr(raw, "_prepared", None)
     if manager is not None and manager.clear():

@@ -94,6 +94,10 @@ def test_psycopg2_is_refused_with_one_line_saying_to_use_psycopg_3():
     assert "\n" not in message
     assert message.startswith('OPTIONS["persistent"]["prepared_statements"] = True: ')
     assert "needs psycopg 3" in message
+    from persistent_backend.checks import settings_messages
+
+    (error,) = settings_messages("default", settings_with(prepared_statements=True))
+    assert error.id == "persistent_backend.E001" and "needs psycopg 3" in error.msg
 
 
 @pytest.mark.no_db
