@@ -2,11 +2,12 @@
 
 ``bench/published/`` holds the runs the docs quote: ``results.json`` (with ``results.md``
 and ``results.png``) of a full ``./deploy.sh bench``, ``micro.json`` of
-``python -m bench.micro``, ``faults.md`` of ``./deploy.sh faults``; the tuner's run lives in
-``docs/tuning/`` (``python -m bench.tune --docs-from``). Every figure in
-README.md and docs/*.md sits between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->``
-and is rendered from those files here; ``tests/test_docs.py`` fails when a block and
-its file disagree, or when a figure appears outside a block.
+``python -m bench.micro``, ``prepared.json`` of ``python -m bench.prepared``,
+``faults.md`` of ``./deploy.sh faults``; the tuner's run lives in ``docs/tuning/``
+(``python -m bench.tune --docs-from``). Every figure in README.md and docs/*.md sits
+between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` and is rendered from those files
+here; ``tests/test_docs.py`` fails when a block and its file disagree, or when a figure
+appears outside a block.
 
 ``python -m bench.published`` rewrites the blocks; ``--check`` only lists stale files;
 ``--bench DIR`` and ``--faults FILE`` first copy a new run in (a full bench run only).
@@ -19,7 +20,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from bench import micro, report
+from bench import micro, prepared, report
 from bench.targets import format_lines
 from bench.tune import report as tune_report
 
@@ -73,6 +74,10 @@ def render_micro(published=PUBLISHED_DIR):
     return micro.render(json.loads((published / "micro.json").read_text()))
 
 
+def render_prepared(published=PUBLISHED_DIR):
+    return prepared.render(json.loads((published / "prepared.json").read_text()))
+
+
 def render_faults(published=PUBLISHED_DIR):
     """The fault run's file without its title line."""
     text = (published / FAULTS_FILE).read_text()
@@ -90,6 +95,7 @@ RENDERERS = {
     "bench": render_bench,
     "pgbouncer": render_pgbouncer,
     "micro": render_micro,
+    "prepared": render_prepared,
     "faults": render_faults,
     "tune": render_tune,
 }

@@ -21,7 +21,7 @@ from django.db.backends.postgresql.psycopg_any import is_psycopg3
 from django.utils.asyncio import async_unsafe
 from django.utils.functional import cached_property
 
-from persistent_backend import deployment, liveness, pgbouncer, registry
+from persistent_backend import deployment, liveness, pgbouncer, prepared, registry
 from persistent_backend.cursors import PersistentCursorDebugWrapper, PersistentCursorWrapper
 from persistent_backend.options import KEEPALIVE_DEFAULTS, Options
 from persistent_backend.pinning import SessionMixin
@@ -34,6 +34,7 @@ logger = logging.getLogger("persistent_backend")
 
 class DatabaseWrapper(ReturnMixin, SessionMixin, base.DatabaseWrapper):
     is_psycopg3 = is_psycopg3
+    features_class = prepared.DatabaseFeatures
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -63,6 +64,7 @@ class DatabaseWrapper(ReturnMixin, SessionMixin, base.DatabaseWrapper):
         params.pop("persistent", None)
         options = Options.from_settings(self.settings_dict)
         pgbouncer.check_connection_params(self.settings_dict)
+        prepared.connection_params(params, self.settings_dict, options)
         params["application_name"] = deployment.application_name(
             options.application_name, os.getpid(), host=options.hostname
         )

@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass, fields
 
 from django.core.exceptions import ImproperlyConfigured
 
-from persistent_backend import deployment, pgbouncer
+from persistent_backend import deployment, pgbouncer, prepared
 
 MODES = ("auto", "process", "thread", "pool")
 RESETS = ("rollback", "discard")
@@ -41,6 +41,8 @@ class Options:
     application_name: str = deployment.DEFAULT_APPLICATION_NAME
     hostname: str | None = None  # host part of application_name (None: the short host name)
     pgbouncer: bool = False  # behind PgBouncer's transaction pooling (see pgbouncer.py)
+    pgbouncer_max_prepared_statements: int = 0  # that PgBouncer's setting (see prepared.py)
+    prepared_statements: bool = False  # server-side binding + psycopg's preparation
     processes: int | None = None
     threads: int | None = None
 
@@ -96,6 +98,7 @@ class Options:
         if self.hostname is not None and not _valid_hostname(self.hostname):
             fail("hostname", "use a non-empty name without ':' or spaces (at most 63 bytes)")
         pgbouncer.validate_options(self, fail)
+        prepared.validate_options(self, fail)
 
     def as_dict(self):
         return asdict(self)

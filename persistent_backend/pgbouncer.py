@@ -21,7 +21,9 @@ next. The switch makes the backend safe there, and ``manage.py check`` says what
   ``persistent_backend.E004``: ``assume_role`` (Django's ``SET ROLE``), ``options``
   (libpq startup ``-c`` settings, which PgBouncer rejects as unsupported startup
   parameters) and a psycopg 3 ``prepare_threshold`` (named prepared statements, which
-  PgBouncer 1.18 does not carry from one server connection to another).
+  PgBouncer 1.18 does not carry from one server connection to another), unless the
+  operator declares a PgBouncer >= 1.22 that does, with
+  ``OPTIONS["persistent"]["pgbouncer_max_prepared_statements"]`` (see prepared.py).
 * The connection budget check (``W002``) does not apply: the site's connections go to
   PgBouncer, and PostgreSQL sees at most PgBouncer's pool (``manage.py pgbouncer_conf``
   sizes it).
@@ -54,7 +56,10 @@ SESSION_OPTIONS = {
 HINTS = {
     "assume_role": "Log in as that role (DATABASE_URL), or grant its privileges to the login role.",
     "options": "Set them on the role instead: ALTER ROLE <site role> SET statement_timeout = '5s'.",
-    "prepare_threshold": "Leave it unset (Django's default: no prepared statements).",
+    "prepare_threshold": (
+        "Leave it unset (Django's default: no prepared statements), or declare a PgBouncer "
+        '>= 1.22 with OPTIONS["persistent"]["pgbouncer_max_prepared_statements"].'
+    ),
 }
 PREPARE_WHY = (
     "psycopg 3 prepares a statement by name on one server connection and executes it on "
@@ -87,13 +92,19 @@ def configure(settings_dict):
         settings_dict["DISABLE_SERVER_SIDE_CURSORS"] = True
 
 
+def carries_prepared(settings_dict):
+    """Did the operator declare PgBouncer's ``max_prepared_statements`` > 0 (unvalidated)?"""
+    declared = deployment.persistent_options(settings_dict).get("pgbouncer_max_prepared_statements")
+    return isinstance(declared, int) and not isinstance(declared, bool) and declared > 0
+
+
 def refusals(settings_dict):
     """``[(key, why)]`` for the OPTIONS that cannot work behind transaction pooling."""
     if not enabled(settings_dict):
         return []
     options = settings_dict.get("OPTIONS") or {}
     found = [(key, why) for key, why in SESSION_OPTIONS.items() if options.get(key)]
-    if options.get("prepare_threshold") is not None:
+    if options.get("prepare_threshold") is not None and not carries_prepared(settings_dict):
         found.append(("prepare_threshold", PREPARE_WHY))
     return found
 

@@ -9,7 +9,7 @@ cannot undo, a reset that failed).
 import logging
 import os
 
-from persistent_backend import liveness
+from persistent_backend import liveness, prepared
 from persistent_backend.request_context import current_path
 
 logger = logging.getLogger("persistent_backend")
@@ -86,8 +86,7 @@ class ReturnMixin:
         autocommit = raw.autocommit
         if not autocommit:
             raw.autocommit = True
-        with raw.cursor() as cursor:
-            cursor.execute("DISCARD ALL")
+        prepared.discard_all(raw)  # psycopg 3 is told its prepared statements are gone
         self._configure_connection(raw)
         if not autocommit:
             raw.autocommit = False

@@ -17,7 +17,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[2] / PACKAGE
 LAYERS = [
     # Leaves: no import of the package.
     ("counters", "cursors", "deployment", "liveness", "record", "request_context", "sessionstate"),
-    ("environment", "pgbouncer"),
+    ("environment", "pgbouncer", "prepared"),
     ("options",),
     ("stores",),
     ("registry",),
