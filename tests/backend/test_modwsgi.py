@@ -83,10 +83,12 @@ def test_threaded_1x8(live_site, observer, controllable_cluster, django_db_block
         error_log(server)
     )
 
-    # Two clients at a time: the pool never needs more than two connections.
+    # Two clients at a time: the pool stays small (not 8). mod_wsgi sends the response
+    # before request_finished returns the connection, so a client's next request, taken
+    # by another thread, can overlap that return by a moment: at most one more.
     observer.terminate()
     assert hammer(server, path, REQUESTS, concurrency=2) == [200] * REQUESTS, server.logs()
-    assert sum(daemon_backends(observer, server).values()) <= 2
+    assert sum(daemon_backends(observer, server).values()) <= 3
 
     controllable_cluster.restart()
     assert hammer(server, path, 40, concurrency=8) == [200] * 40, server.logs()
