@@ -38,6 +38,11 @@ from django.db.backends.utils import CursorWrapper
 # attempt takes another connection; probing costs no round trip.
 RETRIES = 3
 
+# Cursor attributes that reach the driver connection (its I/O or the object itself): with
+# lend "transaction" (lending.py), using one keeps the connection to the end of the unit
+# of work.
+DRIVER_ATTRS = frozenset({"connection", "copy", "copy_expert", "copy_from", "copy_to", "stream"})
+
 
 class RetryMixin:
     """``_execute``/``_executemany``: probe and move before sending, never after."""
@@ -48,9 +53,30 @@ class RetryMixin:
     def _executemany(self, sql, param_list, *args):
         return self._run(super()._executemany, sql, param_list, args)
 
+    def execute(self, sql, params=None):
+        result = super().execute(sql, params)
+        if self.db.persistent_lending:
+            self.db.persistent_lend()  # results are in the cursor: lend if at rest
+        return result
+
+    def executemany(self, sql, param_list):
+        result = super().executemany(sql, param_list)
+        if self.db.persistent_lending:
+            self.db.persistent_lend()
+        return result
+
     def callproc(self, procname, params=None, kparams=None):
-        self.db.persistent_pin("callproc")  # a function we cannot look into
+        db = self.db
+        db.persistent_pin("callproc")  # a function we cannot look into
+        if db.persistent_lending:
+            db.persistent_bind(self)
         return super().callproc(procname, params, kparams)
+
+    def __getattr__(self, attr):
+        if attr in DRIVER_ATTRS and self.db.persistent_lending:
+            self.db.persistent_hold(f"cursor.{attr}")
+            self.db.persistent_bind(self)
+        return super().__getattr__(attr)
 
     def _run(self, execute, sql, params, args):
         db = self.db
