@@ -38,14 +38,31 @@ from django.db.backends.utils import CursorWrapper
 # attempt takes another connection; probing costs no round trip.
 RETRIES = 3
 
-# Cursor attributes that reach the driver connection (its I/O or the object itself): with
-# lend "transaction" (lending.py), using one keeps the connection to the end of the unit
-# of work.
-DRIVER_ATTRS = frozenset({"connection", "copy", "copy_expert", "copy_from", "copy_to", "stream"})
+
+def _driver_attribute(name):
+    """A driver cursor attribute that reaches its connection (I/O, or the connection
+    itself): with lend "transaction" (lending.py), using it keeps the connection to the
+    end of the unit of work, on a driver cursor of the connection held now."""
+
+    def get(self):
+        db = self.db
+        if db.persistent_lending:
+            db.persistent_hold(f"cursor.{name}")
+            db.persistent_bind(self)
+        return getattr(self.cursor, name)
+
+    return property(get)
 
 
 class RetryMixin:
     """``_execute``/``_executemany``: probe and move before sending, never after."""
+
+    connection = _driver_attribute("connection")
+    copy = _driver_attribute("copy")  # psycopg 3
+    stream = _driver_attribute("stream")
+    copy_expert = _driver_attribute("copy_expert")  # psycopg2
+    copy_from = _driver_attribute("copy_from")
+    copy_to = _driver_attribute("copy_to")
 
     def _execute(self, sql, params, *args):
         return self._run(super()._execute, sql, params, args)
@@ -71,12 +88,6 @@ class RetryMixin:
         if db.persistent_lending:
             db.persistent_bind(self)
         return super().callproc(procname, params, kparams)
-
-    def __getattr__(self, attr):
-        if attr in DRIVER_ATTRS and self.db.persistent_lending:
-            self.db.persistent_hold(f"cursor.{attr}")
-            self.db.persistent_bind(self)
-        return super().__getattr__(attr)
 
     def _run(self, execute, sql, params, args):
         db = self.db

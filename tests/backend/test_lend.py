@@ -255,6 +255,17 @@ def test_reading_the_driver_connection_borrows_and_keeps_it(persistent):
         assert not held()  # the next unit of work lends again
 
 
+def test_a_cursor_reaching_its_driver_connection_keeps_it(persistent):
+    with persistent(max_size=2, **LEND):
+        with connection.cursor() as cursor:
+            first = backend_pid(cursor)
+            assert not held()
+            raw = cursor.connection
+            assert held() and raw is connection.connection
+            assert connection.persistent_held == "cursor.connection"
+            assert backend_pid(cursor) == first and held()
+
+
 def test_close_temporary_connection_and_ensure_connection_while_lent(persistent):
     with persistent(max_size=2, **LEND):
         backend_pid()
@@ -275,7 +286,43 @@ THREADS = 16
 ROUNDS = 25
 
 
-def test_many_threads_on_few_connections_never_share_one(persistent, observer):
+def watch_checkouts(monkeypatch, store, lock, violations):
+    """Check, around the store, that a connection is handed out only when no thread holds
+    it and given back only by the thread that holds it."""
+    holders = {}  # id(record) -> thread ident
+    acquire, opened, checkin = store.acquire, store.opened, store.checkin
+
+    def hand_out(record):
+        with lock:
+            if id(record) in holders:
+                violations.append(("handed out while held", record.backend_pid))
+            holders[id(record)] = threading.get_ident()
+
+    def watched_acquire(slot=None, borrow=False):
+        record = acquire(slot, borrow)
+        if record is not None:
+            hand_out(record)
+        return record
+
+    def watched_opened(record, in_use=True, connect_seconds=0.0, borrow=False):
+        if in_use:
+            hand_out(record)
+        return opened(record, in_use, connect_seconds, borrow)
+
+    def watched_checkin(record, lend=False):
+        with lock:
+            if holders.pop(id(record), None) != threading.get_ident():
+                violations.append(("given back by another thread", record.backend_pid))
+        return checkin(record, lend)
+
+    monkeypatch.setattr(store, "acquire", watched_acquire)
+    monkeypatch.setattr(store, "opened", watched_opened)
+    monkeypatch.setattr(store, "checkin", watched_checkin)
+
+
+def test_many_threads_on_few_connections_never_share_one(
+    persistent, observer, own_application_name, monkeypatch
+):
     busy = {}  # backend pid -> thread holding it in an atomic block
     busy_lock = threading.Lock()
     violations = []
@@ -315,6 +362,9 @@ def test_many_threads_on_few_connections_never_share_one(persistent, observer):
             close_old_connections()
 
     with persistent(max_size=3, checkout_timeout=60, **LEND):
+        backend_pid()  # creates the store
+        (store,) = registry.stores()
+        watch_checkouts(monkeypatch, store, busy_lock, violations)
         threads = [threading.Thread(target=run, args=(i,)) for i in range(THREADS)]
         for thread in threads:
             thread.start()
@@ -323,5 +373,6 @@ def test_many_threads_on_few_connections_never_share_one(persistent, observer):
         assert errors == [] and wrong == [] and violations == []
         stats = default_stats()
         assert stats["in_use"] == 0 and stats["opened"] <= 3
+        assert len(observer.backends(own_application_name)) == stats["size"] <= 3
         assert stats["lends"] >= THREADS * ROUNDS * 2  # each statement and each block
         assert not any(stats["reconnects"].values()) and stats["discards"] == {}
