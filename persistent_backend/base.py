@@ -78,7 +78,8 @@ class DatabaseWrapper(LendingMixin, ReturnMixin, SessionMixin, base.DatabaseWrap
     # -- borrowing ----------------------------------------------------------------------
     @async_unsafe
     def connect(self):
-        store = self.persistent_store()
+        # lending.py: a unit of work that lent its connection borrows from the same store
+        store = self.persistent_borrowing or self.persistent_store()
         if store is None:
             super().connect()
             self._connection_pid = os.getpid()
@@ -92,7 +93,7 @@ class DatabaseWrapper(LendingMixin, ReturnMixin, SessionMixin, base.DatabaseWrap
                 self._forked_from,
             )
             self._forked_from = None
-        borrow = self.persistent_borrowing  # lending.py: this unit of work takes one again
+        borrow = self.persistent_borrowing is not None
         if not borrow:
             self.persistent_lends = 0
         record = store.acquire(self._slot, borrow=borrow)

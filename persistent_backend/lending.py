@@ -47,7 +47,8 @@ class LendingMixin:
     connection = LentConnection()
     persistent_lending = False  # its store lends per transaction (set at checkout)
     persistent_lent = False  # the connection went back to the pool mid unit of work
-    persistent_borrowing = False  # connect() is taking one again for this unit of work
+    persistent_lent_to = None  # the store it went back to
+    persistent_borrowing = None  # that store while connect() takes one from it again
     persistent_lends = 0  # lends in the current (or last) unit of work
     persistent_held = None  # why this unit of work keeps its connection to its end
 
@@ -76,8 +77,9 @@ class LendingMixin:
         self._connection_pid = None
         del self.__dict__["connection"]  # reads go through LentConnection now
         self.persistent_lent = True
+        self.persistent_lent_to = store = record.store
         self.persistent_lends += 1
-        record.store.checkin(record, lend=True)
+        store.checkin(record, lend=True)
 
     def persistent_borrow(self):
         """Take a connection again for the next statement (``connect()`` counts a borrow)."""
@@ -85,7 +87,9 @@ class LendingMixin:
             return
         self.persistent_lent = False
         self.__dict__["connection"] = None
-        self.persistent_borrowing = True
+        store = self.persistent_lent_to
+        # A store retired meanwhile (the settings changed): connect() finds the current one.
+        self.persistent_borrowing = None if store.retired else store
         try:
             self.connect()
         except BaseException:
@@ -94,7 +98,7 @@ class LendingMixin:
                 self.persistent_lent = True
             raise
         finally:
-            self.persistent_borrowing = False
+            self.persistent_borrowing = None
 
     def persistent_bind(self, cursor_wrapper):
         """A cursor kept across a lend (or a unit of work's end) runs on the connection
@@ -110,6 +114,7 @@ class LendingMixin:
         if self.persistent_lent:
             self.__dict__["connection"] = None
             self.persistent_lent = False
+            self.persistent_lent_to = None
         if not self.in_atomic_block:
             self.persistent_held = None
 

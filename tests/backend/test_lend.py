@@ -281,6 +281,26 @@ def test_close_temporary_connection_and_ensure_connection_while_lent(persistent)
         assert backend_pid() and not held()
 
 
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded")
+def test_a_child_forked_while_lent_uses_its_own_connection(persistent):
+    from tests.backend.test_fork import in_child
+
+    with persistent(max_size=2, **LEND):
+        parent = backend_pid()
+        assert not held()
+
+        def child():
+            mine = backend_pid()
+            stats = default_stats()
+            close_old_connections()
+            connection.close()  # closes the child's idle connections, never the parent's
+            return [mine, stats["opened"], stats["borrows"]]
+
+        mine, opened, borrows = in_child(child)
+        assert mine != parent and (opened, borrows) == (1, 0)
+        assert backend_pid() == parent and not held()
+
+
 # -- many threads, few connections ---------------------------------------------------------
 THREADS = 16
 ROUNDS = 25
