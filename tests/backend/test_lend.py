@@ -90,6 +90,31 @@ def test_lend_changes_pool_mode_only(monkeypatch, mode, shape, effective):
     assert store.lend == effective == store.snapshot()["lend"]
 
 
+# -- a real page ------------------------------------------------------------------------
+def test_a_page_lends_after_each_statement_and_sends_nothing_extra(
+    page_site, persistent, observer, demo_data
+):
+    from catalog.models import Item
+
+    observer.statements_enabled()
+    item_id = Item.objects.order_by("id").first().id
+    path = f"/items/{item_id}/"
+    with persistent(mode="pool", max_size=2):
+        expected = page_site.get(path)
+    with persistent(max_size=2, **LEND):
+        page_site.get(path)  # opens the connection (and sets it up)
+        observer.reset_statements()
+        requests = 20
+        for _ in range(requests):
+            assert page_site.get(path) == expected
+            assert persistent_backend.current_connection_info()["lends"] == 4  # 4 SELECTs
+        stats = default_stats()
+        assert (stats["opened"], stats["in_use"], stats["lends"]) == (1, 0, 4 * (requests + 1))
+        assert stats["requests"] == requests + 1 and stats["borrows"] == 3 * (requests + 1)
+    statements = observer.statements()
+    assert sum(calls for _, calls in statements) == 4 * requests, statements
+
+
 # -- what lends and what keeps -----------------------------------------------------------
 def test_four_autocommit_reads_lend_four_times_and_end_holding_nothing(persistent):
     with persistent(max_size=2, **LEND):
