@@ -82,16 +82,22 @@ class LendingMixin:
         store.checkin(record, lend=True)
 
     def persistent_borrow(self):
-        """Take a connection again for the next statement (``connect()`` counts a borrow)."""
+        """Take a connection again for the next statement: an idle one through the store's
+        checkout (its probe included), else ``connect()`` opens one (counted as a borrow)."""
         if not self.persistent_lent:
             return
         self.persistent_lent = False
         self.__dict__["connection"] = None
         store = self.persistent_lent_to
-        # A store retired meanwhile (the settings changed): connect() finds the current one.
-        self.persistent_borrowing = None if store.retired else store
+        if store.retired:
+            store = None  # the settings changed: connect() finds the current store
         try:
-            self.connect()
+            record = store and store.acquire(self._slot, borrow=True, reserve=False)
+            if record is None:
+                self.persistent_borrowing = store
+                self.connect()  # none idle: open one
+            else:
+                self._persistent_adopt(record)
         except BaseException:
             if self.__dict__.get("connection") is None:  # nothing held: still lent
                 del self.__dict__["connection"]
@@ -99,6 +105,16 @@ class LendingMixin:
             raise
         finally:
             self.persistent_borrowing = None
+
+    def _persistent_adopt(self, record):
+        """``connect()``'s bookkeeping for a borrowed connection (the unit of work's lease
+        info stays; only the backend it names follows the connection)."""
+        self._adopt(record)
+        self.persistent_record = record
+        self._connection_pid = record.owner_pid
+        info = self.persistent_lease_info
+        if info is not None and info.get("backend_pid") != record.backend_pid:
+            self.persistent_lease_info = {**info, "backend_pid": record.backend_pid}
 
     def persistent_bind(self, cursor_wrapper):
         """A cursor kept across a lend (or a unit of work's end) runs on the connection

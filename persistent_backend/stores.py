@@ -67,11 +67,11 @@ class Store:
         self.server_version = None  # libpq's server_version of this store's connections
 
     # -- lending ---------------------------------------------------------------------
-    def acquire(self, slot=None, borrow=False):
+    def acquire(self, slot=None, borrow=False, reserve=True):
         """A live idle connection (``Record``, now in use), or None: the caller must open
         one, holding the reservation taken here (then ``opened()`` or ``open_failed()``).
         ``borrow``: taken again by a request that lent one (counted in ``borrows``, not
-        in ``requests``).
+        in ``requests``). ``reserve=False``: None takes no reservation (there is room).
 
         Raises ``CheckoutTimeout`` when the store is full for ``checkout_timeout`` seconds
         in total, however many dead idle connections the wait meets on the way.
@@ -84,7 +84,8 @@ class Store:
                     self._drain_orphans(stale)
                     record = self._wait(slot, stale, wait)
                     if record is None:
-                        self.opening += 1
+                        if reserve:
+                            self.opening += 1
                     else:
                         record.in_use = True
             finally:

@@ -343,8 +343,8 @@ def watch_checkouts(monkeypatch, store, lock, violations):
                 violations.append(("handed out while held", record.backend_pid))
             holders[id(record)] = threading.get_ident()
 
-    def watched_acquire(slot=None, borrow=False):
-        record = acquire(slot, borrow)
+    def watched_acquire(slot=None, borrow=False, reserve=True):
+        record = acquire(slot, borrow, reserve)
         if record is not None:
             hand_out(record)
         return record
