@@ -13,8 +13,9 @@ zero-round-trip probe; usually the same connection). The connection is *kept* un
 the end of the unit of work, exactly as with ``"request"``, when lending cannot be shown
 to be safe: the unit of work is pinned (session state, a server-side cursor:
 pinning.py), a transaction is open (``atomic()``, autocommit off, a hand-written
-``BEGIN``), a statement failed, or the code used the driver's objects directly
-(``connection.connection`` while lent, ``cursor.connection``, ``copy``/``copy_expert``).
+``BEGIN``), or the code used the driver's objects directly (``connection.connection``
+while lent, ``cursor.connection``, ``copy``/``copy_expert``). A statement that raised
+does not lend: the next one that succeeds does.
 
 While lent, the wrapper has no ``connection`` attribute of its own: Django's entry
 points (``cursor()``, ``ensure_connection()``, ``set_autocommit()``, ``commit()``, ...)
@@ -42,7 +43,7 @@ class LentConnection:
 
 
 class LendingMixin:
-    """The DatabaseWrapper's side of lending (used only by stores that lend)."""
+    """The DatabaseWrapper's side of lending (inert unless its store lends)."""
 
     connection = LentConnection()
     persistent_lending = False  # its store lends per transaction (set at checkout)
