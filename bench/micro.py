@@ -9,7 +9,11 @@ for psycopg2 and psycopg 3:
   median of ``--queries``;
 * ``probe_us``: persistent_backend's check before reusing an idle connection
   (``liveness.probe``: libpq status, transaction status, a zero-timeout ``poll()``; no
-  round trip), median over batches of ``--probes`` calls.
+  round trip), median over batches of ``--probes`` calls;
+* ``lend_us``: with ``lend: "transaction"`` (persistent_backend/lending.py), what each
+  statement adds: its connection goes back to a pool store and is borrowed again
+  (``Store.checkin(lend=True)`` + ``Store.acquire(borrow=True)``, the probe included),
+  median over batches of ``--probes`` cycles.
 
 Writes ``bench/published/micro.json`` (or ``--out``), which the docs quote
 (``python -m bench.published`` renders the table).
@@ -27,6 +31,10 @@ from pathlib import Path
 from bench.machine import describe
 from harness.pgcluster import PgCluster
 from persistent_backend import liveness
+from persistent_backend.environment import ServerShape
+from persistent_backend.options import Options
+from persistent_backend.record import Record
+from persistent_backend.stores import Store
 
 PUBLISHED = Path(__file__).resolve().parent / "published" / "micro.json"
 DRIVERS = ("psycopg2", "psycopg")
@@ -35,6 +43,7 @@ FIGURES = (
     ("connect_ms", "connect + close (median of {connects})", "ms", 1),
     ("select1_us", "`SELECT 1` round trip (median of {queries})", "us", 0),
     ("probe_us", "zero-round-trip probe before reuse (median)", "us", 1),
+    ("lend_us", 'lend + borrow per statement (`lend: "transaction"`, median)', "us", 1),
 )
 
 
@@ -76,13 +85,42 @@ def measure(driver, cluster, connects, queries, probes):
                 verdict = liveness.probe(conn)
             batches.append((time.perf_counter() - start) / probes)
             assert verdict.alive, verdict
+        lend_us = measure_lend(driver, conn, probes)
     finally:
         conn.close()
     return {
         "connect_ms": statistics.median(connect_times) * 1e3,
         "select1_us": statistics.median(round_trips) * 1e6,
         "probe_us": statistics.median(batches) * 1e6,
+        "lend_us": lend_us,
     }
+
+
+def measure_lend(driver, conn, cycles):
+    """Microseconds per lend + borrow of ``conn`` through a pool store (median of batches)."""
+    options = Options(mode="pool", lend="transaction")
+    store = Store(
+        "micro", None, options, "pool", 1, ServerShape("other"), "bench.micro",
+        is_psycopg3=driver == "psycopg",
+    )  # fmt: skip
+    record = Record(
+        conn, store, backend_pid=conn.info.backend_pid, application_name="bench.micro",
+        ssl=False, isolation_level=None,
+    )  # fmt: skip
+    assert store.reserve()
+    store.opened(record, in_use=True)
+    batches = []
+    for _ in range(20):
+        start = time.perf_counter()
+        for _ in range(cycles):
+            store.checkin(record, lend=True)
+            record = store.acquire(borrow=True)
+        batches.append((time.perf_counter() - start) / cycles)
+        assert record is not None
+    counters = store.snapshot()
+    assert counters["lends"] == counters["borrows"] == 20 * cycles, counters
+    assert counters["requests"] == 1 and counters["opened"] == 1, counters
+    return statistics.median(batches) * 1e6
 
 
 def render(data):

@@ -23,6 +23,7 @@ from django.utils.functional import cached_property
 
 from persistent_backend import deployment, liveness, pgbouncer, prepared, registry
 from persistent_backend.cursors import PersistentCursorDebugWrapper, PersistentCursorWrapper
+from persistent_backend.lending import LendingMixin
 from persistent_backend.options import KEEPALIVE_DEFAULTS, Options
 from persistent_backend.pinning import SessionMixin
 from persistent_backend.record import Record, is_neutralized, neutralize
@@ -32,7 +33,7 @@ from persistent_backend.returning import ReturnMixin
 logger = logging.getLogger("persistent_backend")
 
 
-class DatabaseWrapper(ReturnMixin, SessionMixin, base.DatabaseWrapper):
+class DatabaseWrapper(LendingMixin, ReturnMixin, SessionMixin, base.DatabaseWrapper):
     is_psycopg3 = is_psycopg3
     features_class = prepared.DatabaseFeatures
 
@@ -79,7 +80,8 @@ class DatabaseWrapper(ReturnMixin, SessionMixin, base.DatabaseWrapper):
     # -- borrowing ----------------------------------------------------------------------
     @async_unsafe
     def connect(self):
-        store = self.persistent_store()
+        # lending.py: a unit of work that lent its connection borrows from the same store
+        store = self.persistent_borrowing or self.persistent_store()
         if store is None:
             super().connect()
             self._connection_pid = os.getpid()
@@ -93,7 +95,10 @@ class DatabaseWrapper(ReturnMixin, SessionMixin, base.DatabaseWrapper):
                 self._forked_from,
             )
             self._forked_from = None
-        record = store.acquire(self._slot)
+        borrow = self.persistent_borrowing is not None
+        if not borrow:
+            self.persistent_lends = 0
+        record = store.acquire(self._slot, borrow=borrow)
         reused = record is not None
         if record is None:
             started = time.monotonic()
@@ -104,7 +109,9 @@ class DatabaseWrapper(ReturnMixin, SessionMixin, base.DatabaseWrapper):
                 store.open_failed()
                 self._drop_half_open()
                 raise
-            store.opened(record, in_use=True, connect_seconds=time.monotonic() - started)
+            store.opened(
+                record, in_use=True, connect_seconds=time.monotonic() - started, borrow=borrow
+            )
             store.server_version = self.connection.info.server_version
             if store.first_connection():
                 from persistent_backend.checks import log_runtime_checks
@@ -113,6 +120,7 @@ class DatabaseWrapper(ReturnMixin, SessionMixin, base.DatabaseWrapper):
         else:
             self._adopt(record)
         self.persistent_record = record
+        self.persistent_lending = store.lends_per_transaction
         self._connection_pid = record.owner_pid
         self.persistent_lease_info = {
             "alias": self.alias,
@@ -169,6 +177,8 @@ class DatabaseWrapper(ReturnMixin, SessionMixin, base.DatabaseWrapper):
     # -- returning ----------------------------------------------------------------------
     def close_if_unusable_or_obsolete(self):
         """Request boundary: give the connection back to its store (never mid-transaction)."""
+        if self.persistent_lent or self.persistent_held is not None:
+            self.persistent_end_lending()
         record = self.persistent_record
         if record is None or self.connection is None:
             if not self.in_atomic_block:
@@ -194,6 +204,8 @@ class DatabaseWrapper(ReturnMixin, SessionMixin, base.DatabaseWrapper):
         """Close this connection and the store's idle ones: Django's ``close_all()`` (before
         fork, in management commands) calls ``close()`` on this thread's objects only, and
         idle kept connections belong to no thread (docs/guarantees.md)."""
+        if self.persistent_lent or self.persistent_held is not None:
+            self.persistent_end_lending()
         super().close()
         store = self.persistent_store(create=False)
         if store is not None:
@@ -217,6 +229,9 @@ class DatabaseWrapper(ReturnMixin, SessionMixin, base.DatabaseWrapper):
         neutralized: the parent's transaction or session state cannot continue in the
         child, so its queries fail cleanly instead of running on a new session.
         """
+        if self.persistent_lent:
+            self.persistent_end_lending()  # lent: nothing of the parent's is held
+            return
         if self.connection is None:
             return
         if self._bound_to_its_session():
@@ -244,7 +259,8 @@ class DatabaseWrapper(ReturnMixin, SessionMixin, base.DatabaseWrapper):
     @contextmanager
     def temporary_connection(self):
         """Like Django's, but a kept connection goes back to its store instead of closing."""
-        must_return = self.connection is None
+        lent = self.persistent_lent
+        must_return = lent or self.connection is None
         try:
             with self.cursor() as cursor:
                 yield cursor
@@ -252,9 +268,11 @@ class DatabaseWrapper(ReturnMixin, SessionMixin, base.DatabaseWrapper):
             if must_return:
                 record = self.persistent_record
                 if record is not None and self.connection is not None:
-                    if not self.in_atomic_block:
+                    if lent:
+                        self.persistent_lend()  # lent before: lent again, if at rest
+                    elif not self.in_atomic_block:
                         self._release(record)
-                else:
+                elif not self.persistent_lent:  # lent after its statement: nothing held
                     self.close()
 
     def make_cursor(self, cursor):

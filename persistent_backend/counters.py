@@ -40,6 +40,8 @@ class Counters:
     pinned: int = 0  # units of work pinned (session state), by kind below
     pinned_by_reason: dict = field(default_factory=dict)
     pinned_resets: int = 0  # DISCARD ALL run because the unit of work was pinned
+    lends: int = 0  # lend "transaction": returned between two transactions of a request
+    borrows: int = 0  # ... and taken again by the same request (not counted in requests)
 
     def add(self, name, key=None, amount=1):
         """Add ``amount`` to counter ``name`` (to its entry ``key`` for a counter by reason)."""

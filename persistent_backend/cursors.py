@@ -39,8 +39,30 @@ from django.db.backends.utils import CursorWrapper
 RETRIES = 3
 
 
+def _driver_attribute(name):
+    """A driver cursor attribute that reaches its connection (I/O, or the connection
+    itself): with lend "transaction" (lending.py), using it keeps the connection to the
+    end of the unit of work, on a driver cursor of the connection held now."""
+
+    def get(self):
+        db = self.db
+        if db.persistent_lending:
+            db.persistent_hold(f"cursor.{name}")
+            db.persistent_bind(self)
+        return getattr(self.cursor, name)
+
+    return property(get)
+
+
 class RetryMixin:
     """``_execute``/``_executemany``: probe and move before sending, never after."""
+
+    connection = _driver_attribute("connection")
+    copy = _driver_attribute("copy")  # psycopg 3
+    stream = _driver_attribute("stream")
+    copy_expert = _driver_attribute("copy_expert")  # psycopg2
+    copy_from = _driver_attribute("copy_from")
+    copy_to = _driver_attribute("copy_to")
 
     def _execute(self, sql, params, *args):
         return self._run(super()._execute, sql, params, args)
@@ -48,8 +70,23 @@ class RetryMixin:
     def _executemany(self, sql, param_list, *args):
         return self._run(super()._executemany, sql, param_list, args)
 
+    def execute(self, sql, params=None):
+        result = super().execute(sql, params)
+        if self.db.persistent_lending:
+            self.db.persistent_lend()  # results are in the cursor: lend if at rest
+        return result
+
+    def executemany(self, sql, param_list):
+        result = super().executemany(sql, param_list)
+        if self.db.persistent_lending:
+            self.db.persistent_lend()
+        return result
+
     def callproc(self, procname, params=None, kparams=None):
-        self.db.persistent_pin("callproc")  # a function we cannot look into
+        db = self.db
+        db.persistent_pin("callproc")  # a function we cannot look into
+        if db.persistent_lending:
+            db.persistent_bind(self)
         return super().callproc(procname, params, kparams)
 
     def _run(self, execute, sql, params, args):

@@ -44,12 +44,27 @@ class Verdict:
 ALIVE = Verdict(True)
 
 
+_IS_PSYCOPG3 = {}  # connection class -> made by psycopg 3
+
+
+def _is_psycopg3(raw):
+    cls = type(raw)
+    known = _IS_PSYCOPG3.get(cls)
+    if known is None:
+        known = any(k.__module__.partition(".")[0] == "psycopg" for k in cls.__mro__)
+        _IS_PSYCOPG3[cls] = known
+    return known
+
+
+# psycopg 3's ``info.status`` builds an enum per call (microseconds, and checkout reads it
+# each time): its ``pgconn`` answers the same libpq calls with plain ints.
 def status_ok(raw):
     """libpq says the connection is usable (no I/O)."""
     try:
         if raw.closed:
             return False
-        return int(raw.info.status) == CONNECTION_OK
+        status = raw.pgconn.status if _is_psycopg3(raw) else raw.info.status
+        return int(status) == CONNECTION_OK
     except Exception:
         return False
 
@@ -57,7 +72,9 @@ def status_ok(raw):
 def transaction_status(raw):
     """``PQtransactionStatus`` as an int (no I/O); UNKNOWN if it cannot be read."""
     try:
-        return int(raw.info.transaction_status)
+        if _is_psycopg3(raw):
+            return int(raw.pgconn.transaction_status)
+        return int(raw.get_transaction_status())
     except Exception:
         return TRANSACTION_UNKNOWN
 

@@ -9,6 +9,7 @@ from persistent_backend import deployment, pgbouncer, prepared
 
 MODES = ("auto", "process", "thread", "pool")
 RESETS = ("rollback", "discard")
+LENDS = ("request", "transaction")  # when a pooled connection goes back (lending.py)
 
 # libpq defaults so that a silent peer (host gone, half-open TCP) is noticed by the kernel:
 # an idle socket whose keepalives fail turns readable/errored, which the zero-round-trip
@@ -35,6 +36,7 @@ class Options:
     idle_timeout: float | None = 300.0
     ping_after: float | None = None
     reset: str = "rollback"
+    lend: str = "request"
     reopen: bool = False
     retry: bool = True
     housekeeping: float | None = None  # None: 30 s under a web server, off elsewhere
@@ -76,6 +78,15 @@ class Options:
             fail("mode", f"use one of {', '.join(MODES)}")
         if self.reset not in RESETS:
             fail("reset", f"use one of {', '.join(RESETS)}")
+        if self.lend not in LENDS:
+            fail("lend", f"use one of {', '.join(LENDS)}")
+        if self.lend == "transaction" and self.reset == "discard":
+            fail(
+                "lend",
+                'reset "discard" resets the session at every return: with lend '
+                '"transaction" that is a DISCARD ALL per statement. Use reset "rollback" '
+                "(a unit of work that set session state is still reset: pinning)",
+            )
         for key in ("max_size", "max_uses", "processes", "threads"):
             value = getattr(self, key)
             if value is not None and (

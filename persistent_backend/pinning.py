@@ -93,6 +93,8 @@ class SessionMixin:
 
         Returns why the statement could not move if its connection is lost (None: it
         could, and was probed)."""
+        if self.persistent_lending:
+            self.persistent_bind(cursor_wrapper)  # lending.py: borrow, never the lent one
         record = self.persistent_record
         if record is None or self.connection is None or record.raw is not self.connection:
             return None  # not a kept connection: Django's behaviour, nothing to count
@@ -140,6 +142,11 @@ class SessionMixin:
             self.alias,
             current_path() or "outside a request",
         )
+        self.persistent_rebind(cursor_wrapper)
+
+    def persistent_rebind(self, cursor_wrapper):
+        """Point ``cursor_wrapper`` at a new driver cursor on the connection this unit of
+        work holds now (taking one if needed): for a statement not sent yet."""
         self.ensure_connection()
         cursor_wrapper.cursor = self.create_cursor()
 

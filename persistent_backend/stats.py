@@ -48,6 +48,7 @@ def current_connection_info(alias="default"):
     result["pid"] = os.getpid()
     pinned = wrapper.persistent_pinned
     result["pinned"] = pinned.reason if pinned is not None else None
+    result["lends"] = wrapper.persistent_lends  # lend "transaction": in this unit of work
     if record is not None and record.backend_pid == info["backend_pid"]:
         result.update(age_seconds=round(record.age(now), 3), uses=record.uses, held=True)
     else:

@@ -48,6 +48,10 @@ class Store:
         self.shape = shape
         self.is_psycopg3 = is_psycopg3
         self.max_size = {"process": 1, "pool": max_size}.get(mode)
+        # lend "transaction" changes pool mode only: in process and thread modes the
+        # connection is the process's or the thread's anyway (lending.py).
+        self.lend = options.lend if mode == "pool" else "request"
+        self.lends_per_transaction = self.lend == "transaction"
         self.housekeeping = environment.housekeeping_interval(options, shape)
         self.owner_pid = os.getpid()
         self.created = time.monotonic()
@@ -63,9 +67,11 @@ class Store:
         self.server_version = None  # libpq's server_version of this store's connections
 
     # -- lending ---------------------------------------------------------------------
-    def acquire(self, slot=None):
+    def acquire(self, slot=None, borrow=False, reserve=True):
         """A live idle connection (``Record``, now in use), or None: the caller must open
         one, holding the reservation taken here (then ``opened()`` or ``open_failed()``).
+        ``borrow``: taken again by a request that lent one (counted in ``borrows``, not
+        in ``requests``). ``reserve=False``: None takes no reservation (there is room).
 
         Raises ``CheckoutTimeout`` when the store is full for ``checkout_timeout`` seconds
         in total, however many dead idle connections the wait meets on the way.
@@ -78,7 +84,8 @@ class Store:
                     self._drain_orphans(stale)
                     record = self._wait(slot, stale, wait)
                     if record is None:
-                        self.opening += 1
+                        if reserve:
+                            self.opening += 1
                     else:
                         record.in_use = True
             finally:
@@ -87,7 +94,7 @@ class Store:
                 return None
             verdict = self._check(record)
             if verdict.alive:
-                self._lend(record, reused=True, holder=slot)
+                self._lend(record, reused=True, holder=slot, borrow=borrow)
                 return record
             self.discard(record, reason=verdict.reason, detail=verdict.detail)
 
@@ -147,16 +154,19 @@ class Store:
                 verdict = liveness.ping(record.raw, self.is_psycopg3)
         return verdict
 
-    def _lend(self, record, reused, holder):
+    def _lend(self, record, reused, holder, borrow=False):
         with self._cond:
             record.in_use = True
             record.holder = holder
+            if borrow:
+                self._counters.borrows += 1
+                return
             record.uses += 1
             self._counters.requests += 1
             if reused:
                 self._counters.reuses += 1
 
-    def opened(self, record, in_use=True, connect_seconds=0.0):
+    def opened(self, record, in_use=True, connect_seconds=0.0, borrow=False):
         """A connection the caller opened with a reservation from ``acquire``/``reserve``."""
         to_close = []
         with self._cond:
@@ -174,7 +184,7 @@ class Store:
                 self._cond.notify()
         self._close_all(to_close)
         if in_use:
-            self._lend(record, reused=False, holder=record.slot)
+            self._lend(record, reused=False, holder=record.slot, borrow=borrow)
 
     def open_failed(self):
         with self._cond:
@@ -191,8 +201,9 @@ class Store:
             return True
 
     # -- taking back -----------------------------------------------------------------
-    def checkin(self, record):
-        """Take back a connection at the end of a request (already rolled back / reset).
+    def checkin(self, record, lend=False):
+        """Take back a connection at the end of a request (already rolled back / reset),
+        or between two transactions of one (``lend``: counted in ``lends``).
 
         Returns the recycle reason ("age" or "uses") if it was closed instead of kept.
         """
@@ -208,6 +219,8 @@ class Store:
             record.in_use = False
             record.holder = None
             record.last_used = now
+            if lend:
+                self._counters.lends += 1
             if reason is None and not self.retired:
                 self._put_idle(record, to_close)
             else:
@@ -392,6 +405,7 @@ class Store:
                 alias=self.alias,
                 mode=self.mode,
                 mode_reason=self.mode_reason,
+                lend=self.lend,
                 pid=os.getpid(),
                 server=self.shape.server,
                 server_processes=self.shape.processes,

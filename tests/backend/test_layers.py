@@ -24,7 +24,7 @@ LAYERS = [
     # Run by the wrapper once per process under mod_wsgi, so below it.
     ("checks",),
     # What the wrapper is made of: checkout's returns, pinning and retries.
-    ("pinning", "returning"),
+    ("lending", "pinning", "returning"),
     ("base",),
     # The public API: stats, the signal receivers, the app and the toolbar panel.
     ("apps", "signals", "stats"),
