@@ -24,9 +24,7 @@ from persistent_backend.base import DatabaseWrapper
 from persistent_backend.options import Options
 from tests.backend.conftest import InProcessSite, default_stats
 
-needs_psycopg3 = pytest.mark.skipif(
-    not is_psycopg3, reason="prepared statements need psycopg 3 (run with DJANGO_PSYCOPG=3)"
-)
+needs_psycopg3 = pytest.mark.psycopg3  # deselected on psycopg2 (tests/conftest.py)
 PREPARED = {"mode": "thread", "prepared_statements": True}
 MARKER = "catalog_category"  # in the text of the view's ORM query, not in the probe's
 
@@ -86,7 +84,7 @@ def settings_with(**persistent):
 
 
 @pytest.mark.no_db
-@pytest.mark.skipif(is_psycopg3, reason="the refusal is psycopg2's (run without DJANGO_PSYCOPG)")
+@pytest.mark.psycopg2  # the refusal is psycopg2's
 def test_psycopg2_is_refused_with_one_line_saying_to_use_psycopg_3():
     with pytest.raises(ImproperlyConfigured) as caught:
         Options.from_settings(settings_with(prepared_statements=True))
