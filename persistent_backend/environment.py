@@ -1,5 +1,6 @@
 """What runs this process (mod_wsgi daemon, runserver, ASGI, other) and the ``auto`` mode."""
 
+import math
 import sys
 from dataclasses import dataclass
 
@@ -93,14 +94,23 @@ def resolve_mode(options, shape):
 
 
 def default_max_size(options, shape):
-    """Pool bound: ``max_size``, else the daemon's threads, else the ``threads`` hint."""
+    """Pool bound: ``max_size``, else the daemon's threads, else the ``threads`` hint.
+
+    With ``lend: "transaction"`` a thread holds a connection only while a statement or a
+    transaction runs, a small part of a request: the default bound is a quarter of the
+    threads (at least 2), so the pool cannot grow to one connection per thread on a burst
+    and keep them (docs/backend.md, "Lending per transaction").
+    """
     if options.max_size is not None:
         return options.max_size
-    if shape.threads:
-        return shape.threads
-    if options.threads:
-        return options.threads
-    return 10
+    threads = shape.threads or options.threads or 10
+    if options.lend == "transaction":
+        return max(LEND_MIN_SIZE, math.ceil(threads / LEND_THREADS_PER_CONNECTION))
+    return threads
+
+
+LEND_THREADS_PER_CONNECTION = 4
+LEND_MIN_SIZE = 2
 
 
 DEFAULT_HOUSEKEEPING = 30.0

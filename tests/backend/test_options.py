@@ -129,3 +129,19 @@ def test_auto_under_asgi_becomes_a_pool(settings, persistent, monkeypatch):
         stats = default_stats()
     assert stats["mode"] == "pool" and "ASGI" in stats["mode_reason"]
     assert len(pids) == 1 and stats["opened"] == 1 and stats["in_use"] == 0
+
+
+@pytest.mark.no_db
+@pytest.mark.parametrize(
+    "shape, max_size",
+    [
+        (ServerShape("mod_wsgi", 1, 8), 2),
+        (ServerShape("mod_wsgi", 2, 16), 4),
+        (ServerShape("mod_wsgi", 1, 25), 7),
+        (ServerShape("mod_wsgi", 1, 4), 2),
+        (ServerShape("asgi"), 3),
+    ],
+)
+def test_lending_per_transaction_bounds_the_pool_at_a_quarter_of_the_threads(shape, max_size):
+    assert default_max_size(options(lend="transaction"), shape) == max_size
+    assert default_max_size(options(lend="transaction", max_size=8), shape) == 8
