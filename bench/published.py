@@ -2,7 +2,8 @@
 
 ``bench/published/`` holds the runs the docs quote: ``results.json`` (with ``results.md``
 and ``results.png``) of a full ``./deploy.sh bench``, ``micro.json`` of
-``python -m bench.micro``, ``faults.md`` of ``./deploy.sh faults``; the tuner's run lives in
+``python -m bench.micro``, ``request_cost.json`` of ``python -m bench.request_cost``,
+``faults.md`` of ``./deploy.sh faults``; the tuner's run lives in
 ``docs/tuning/`` (``python -m bench.tune --docs-from``). Every figure in
 README.md and docs/*.md sits between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->``
 and is rendered from those files here; ``tests/test_docs.py`` fails when a block and
@@ -19,7 +20,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from bench import micro, report
+from bench import micro, report, request_cost
 from bench.targets import format_lines
 from bench.tune import report as tune_report
 
@@ -70,6 +71,10 @@ def render_micro(published=PUBLISHED_DIR):
     return micro.render(json.loads((published / "micro.json").read_text()))
 
 
+def render_cost(published=PUBLISHED_DIR):
+    return request_cost.render(json.loads((published / "request_cost.json").read_text()))
+
+
 def render_faults(published=PUBLISHED_DIR):
     """The fault run's file without its title line."""
     text = (published / FAULTS_FILE).read_text()
@@ -87,6 +92,7 @@ RENDERERS = {
     "bench": render_bench,
     "pgbouncer": render_pgbouncer,
     "micro": render_micro,
+    "cost": render_cost,
     "faults": render_faults,
     "tune": render_tune,
 }

@@ -1,26 +1,26 @@
 """CPU per request, in process: ``python -m bench.request_cost`` (``--help``).
 
 What a request costs the web process, measured without a web server or a load generator
-(whose noise, on a shared host, buries a few microseconds): one worker process per
-configuration loads the site's settings (all of its middleware) with a page of 3 small
-SELECTs (bench/costpage.py) and drives Django's ``WSGIHandler`` directly, against the
-bench's own PostgreSQL (bench/database.py). A round asks every worker, in turn (the order
-rotates), for ``--requests`` requests and reads the CPU the worker process spent on them
-(``time.process_time()``: every thread, the backend's housekeeping and the dashboard's
-publisher included; PostgreSQL's own CPU excluded). Figures are medians over the rounds;
-the differences (the backend against ``CONN_MAX_AGE=None``, the middleware on against off)
-are paired within each round, so a noisy round moves both sides.
+(whose noise, on a shared host, buries a few microseconds). One worker process per
+configuration (bench/cost_worker.py) loads the site's settings, all of its middleware
+included, with a page of 3 small SELECTs (bench/costpage.py) and drives Django's
+``WSGIHandler`` directly, against the bench's own PostgreSQL (bench/database.py). Every
+round starts fresh workers, which take turns serving short slices of requests, and reads
+the CPU each spent (``time.process_time()``: every thread, the backend's housekeeping and
+the dashboard's publisher included; PostgreSQL's own CPU excluded). Figures are medians
+over the rounds; the differences (the backend against ``CONN_MAX_AGE=None``, the
+middleware on against off) are paired within each round.
 
 Two shapes: prefork (one thread; ``mode: "process"``) and threaded (``--threads`` threads
-sharing the worker; ``mode: "pool"``). ``--profile NAME`` runs one configuration under
-cProfile instead and prints where its time goes.
+sharing the worker; ``mode: "pool"``). ``--against DIR`` also runs every configuration
+from another checkout (before/after a change); ``--profile NAME`` runs one configuration
+under cProfile instead and prints where its time goes.
 
 Writes ``bench/published/request_cost.json`` (or ``--out``), which docs/performance.md
 quotes (``python -m bench.published`` renders the table).
 """
 
 import argparse
-import io
 import json
 import os
 import shutil
@@ -28,18 +28,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.site import REPO_DIR, SITE_DIR, STOCK_ENGINE, clean_environ
+from harness.site import REPO_DIR, STOCK_ENGINE, clean_environ
 
 PUBLISHED = Path(__file__).resolve().parent / "published" / "request_cost.json"
-PAGE = "/cost/{id}/"
-ITEMS = 100  # the page cycles over this many items
-WARMUP = 300
-SLICES = 10  # turns per round
+SLICES = 20  # turns per round
 
 
 @dataclass(frozen=True)
@@ -79,118 +74,13 @@ COMPARISONS = (
 )
 
 
-# -- inside a worker -------------------------------------------------------------------
-def _environ(path):
-    return {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": path,
-        "SCRIPT_NAME": "",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "HTTP_HOST": "127.0.0.1",
-        "REMOTE_ADDR": "127.0.0.1",
-        "wsgi.input": io.BytesIO(b""),
-        "wsgi.errors": sys.stderr,
-        "wsgi.url_scheme": "http",
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-    }
-
-
-class Driver:
-    """The site's WSGI handler with this bench's page, driven by ``threads`` threads."""
-
-    def __init__(self, threads):
-        sys.path.insert(0, str(SITE_DIR))
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-        import django
-        from django.conf import settings
-
-        django.setup()
-        settings.ROOT_URLCONF = "bench.costpage"
-        from django.core.handlers.wsgi import WSGIHandler
-
-        from catalog.models import Item
-
-        self.handler = WSGIHandler()
-        self.paths = [
-            PAGE.format(id=pk) for pk in Item.objects.values_list("pk", flat=True)[:ITEMS]
-        ]
-        from django.db import connections
-
-        connections.close_all()  # the lookup's connection belongs to no request
-        self.threads = threads
-        self.executor = ThreadPoolExecutor(max_workers=threads)
-
-    def request(self, path):
-        status = []
-        body = self.handler(_environ(path), lambda s, headers, exc_info=None: status.append(s))
-        try:
-            for _ in body:
-                pass
-        finally:
-            body.close()
-        if not status[0].startswith("200"):
-            raise RuntimeError(f"GET {path}: {status[0]}")
-
-    def _serve(self, count, offset):
-        paths = self.paths
-        for i in range(count):
-            self.request(paths[(offset + i) % len(paths)])
-
-    def run(self, requests):
-        """Serve ``requests`` requests (split among the threads): CPU and wall seconds."""
-        share = max(1, requests // self.threads)
-        cpu, wall = time.process_time(), time.perf_counter()
-        futures = [self.executor.submit(self._serve, share, t * 7) for t in range(self.threads)]
-        for future in futures:
-            future.result()
-        return {
-            "requests": share * self.threads,
-            "cpu": time.process_time() - cpu,
-            "wall": time.perf_counter() - wall,
-        }
-
-
-def worker(threads):
-    """Answer ``run N`` lines on stdin with one JSON line each; ``profile N`` prints stats."""
-    driver = Driver(threads)
-    driver.run(WARMUP)
-    print(json.dumps({"ready": os.getpid()}), flush=True)
-    for line in sys.stdin:
-        command, _, count = line.partition(" ")
-        if command == "run":
-            print(json.dumps(driver.run(int(count))), flush=True)
-        elif command == "profile":
-            import cProfile
-            import pstats
-
-            driver._serve(WARMUP, 0)  # this thread's own connection, warmed up
-            profiler = cProfile.Profile()
-            cpu = time.process_time()
-            profiler.enable()
-            driver._serve(int(count), 0)  # in this thread: cProfile sees only its own
-            profiler.disable()
-            figures = {"requests": int(count), "cpu": time.process_time() - cpu}
-            out = io.StringIO()
-            stats = pstats.Stats(profiler, stream=out).sort_stats("tottime")
-            stats.print_stats(25)
-            stats.sort_stats("cumulative").print_stats("persistent_backend|dashboard|dispatch", 60)
-            print(json.dumps({**figures, "profile": out.getvalue()}), flush=True)
-        else:
-            return
-
-
 # -- the parent ------------------------------------------------------------------------
 class Worker:
     def __init__(self, config, site_env, threads, tree=REPO_DIR, name=None):
         self.config = config
         self.name = name or config.name
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.request_cost", "--worker", str(threads)],
+            [sys.executable, "-m", "bench.cost_worker", str(threads)],
             cwd=tree,
             env={**clean_environ(), **site_env, **config.env()},
             stdin=subprocess.PIPE,
@@ -244,101 +134,103 @@ def measure(start, rounds, requests, slices=SLICES):
     a process's own memory layout and hash seed move its figures by a few percent, so
     they must vary between rounds, not stay with one configuration), then hands each
     ``requests`` requests in ``slices`` slices, the workers taking turns slice by slice
-    (the order rotating), so that the host's other load weighs on all of them alike."""
+    (the order rotating), so that the host's other load weighs on all of them alike.
+
+    Per round: ``cpu_us``, all the CPU of the round per request (background threads
+    included), and ``quiet_us``, that of its least disturbed slice (other processes on
+    the host only ever add to a slice's CPU time: cache misses, frequency)."""
     results = {}
     per_slice = max(1, requests // slices)
     for r in range(rounds):
         workers = start()
         try:
-            totals = {w.name: {"requests": 0, "cpu": 0.0, "wall": 0.0} for w in workers}
+            runs = {w.name: [] for w in workers}
             for s in range(slices):
                 turn = (r + s) % len(workers)
                 for w in workers[turn:] + workers[:turn]:
-                    figures = w.ask(f"run {per_slice}")
-                    for key, total in totals[w.name].items():
-                        totals[w.name][key] = total + figures[key]
+                    runs[w.name].append(w.ask(f"run {per_slice}"))
         finally:
             stop_workers(workers)
-        for name, total in totals.items():
+        for name, figures in runs.items():
+            served = sum(f["requests"] for f in figures)
             results.setdefault(name, []).append(
                 {
-                    "cpu_us": total["cpu"] / total["requests"] * 1e6,
-                    "wall_us": total["wall"] / total["requests"] * 1e6,
+                    "cpu_us": sum(f["cpu"] for f in figures) / served * 1e6,
+                    "quiet_us": min(f["cpu"] / f["requests"] for f in figures) * 1e6,
+                    "wall_us": sum(f["wall"] for f in figures) / served * 1e6,
                 }
             )
     return results
 
 
+MEASURES = ("cpu_us", "quiet_us")
+
+
+def spread(values):
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
 def summarise(results, against=None):
     """Medians and spreads per configuration, and the paired differences."""
-    configs = {}
-    for name, rounds in results.items():
-        cpu = [r["cpu_us"] for r in rounds]
-        configs[name] = {
-            "cpu_us": statistics.median(cpu),
-            "cpu_us_min": min(cpu),
-            "cpu_us_max": max(cpu),
-            "wall_us": statistics.median(r["wall_us"] for r in rounds),
-        }
-    comparisons = []
+    configs = {
+        name: {key: spread([r[key] for r in rounds]) for key in MEASURES}
+        for name, rounds in results.items()
+    }
     pairs = list(COMPARISONS)
     if against is not None:
         suffix = f" @ {against.name}"
-        pairs += [
-            ("this tree vs " + against.name, n, n + suffix)
-            for n in BY_NAME
-            if n + suffix in results
-        ]
+        pairs += [(f"{n}: this tree vs {against.name}", n, n + suffix) for n in BY_NAME]
+    comparisons = []
     for what, name, base in pairs:
         if name not in results or base not in results:
             continue
-        deltas = [
-            ours["cpu_us"] - theirs["cpu_us"]
-            for ours, theirs in zip(results[name], results[base], strict=True)
-        ]
-        percents = [
-            100 * (ours["cpu_us"] / theirs["cpu_us"] - 1)
-            for ours, theirs in zip(results[name], results[base], strict=True)
-        ]
+        rounds = list(zip(results[name], results[base], strict=True))
         comparisons.append(
             {
                 "what": what,
                 "shape": BY_NAME[name].shape,
                 "config": name,
                 "baseline": base,
-                "extra_us": statistics.median(deltas),
-                "extra_us_min": min(deltas),
-                "extra_us_max": max(deltas),
-                "extra_percent": statistics.median(percents),
+                **{
+                    key: spread([ours[key] - theirs[key] for ours, theirs in rounds])
+                    for key in MEASURES
+                },
+                "percent": {
+                    key: statistics.median(
+                        100 * (ours[key] / theirs[key] - 1) for ours, theirs in rounds
+                    )
+                    for key in MEASURES
+                },
             }
         )
     return configs, comparisons
 
 
+def _cell(figures, spec=".0f"):
+    low, high = (f"{figures[key]:{spec}}" for key in ("min", "max"))
+    return f"{figures['median']:{spec}} us ({low} to {high})"
+
+
 def render(data):
-    """The docs' table (markdown) from request_cost.json's dict."""
+    """The docs' tables (markdown) from request_cost.json's dict."""
     meta = data["meta"]
     lines = [
         f"Measured on {meta['date']} ({meta['machine']}; psycopg{meta['psycopg']}, "
-        f"{meta['rounds']} interleaved rounds of {meta['requests']} requests, threaded shape "
-        f"with {meta['threads']} threads) by `{meta['command']}`: CPU of the web process per "
-        "request (median of the rounds, lowest-highest).",
+        f"{meta['rounds']} rounds of {meta['requests']} requests per configuration in "
+        f"interleaved slices, threaded shape with {meta['threads']} threads) by "
+        f"`{meta['command']}`: CPU of the web process per request, median of the rounds "
+        '(lowest to highest); "all": the whole round, "quietest": its least disturbed '
+        "slice.",
         "",
-        "| configuration | CPU per request |",
-        "|---|---|",
+        "| configuration | all | quietest |",
+        "|---|---|---|",
     ]
     for name, figures in data["configs"].items():
-        lines.append(
-            f"| {name} | {figures['cpu_us']:.0f} us "
-            f"({figures['cpu_us_min']:.0f}-{figures['cpu_us_max']:.0f}) |"
-        )
-    lines += ["", "| paired within rounds | shape | extra CPU per request |", "|---|---|---|"]
+        lines.append(f"| {name} | {_cell(figures['cpu_us'])} | {_cell(figures['quiet_us'])} |")
+    lines += ["", "| paired within rounds | shape | all | quietest |", "|---|---|---|---|"]
     for c in data["comparisons"]:
-        lines.append(
-            f"| {c['what']} | {c['shape']} | {c['extra_us']:+.1f} us "
-            f"({c['extra_us_min']:+.1f} to {c['extra_us_max']:+.1f}), "
-            f"{c['extra_percent']:+.2f}% |"
-        )
+        cells = [f"{_cell(c[key], '+.1f')}, {c['percent'][key]:+.1f}%" for key in MEASURES]
+        lines.append(f"| {c['what']} | {c['shape']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -357,23 +249,19 @@ def parser():
         type=Path,
         help="also run every configuration from this other checkout (before/after, paired)",
     )
-    p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     return p
 
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    if args.worker:
-        worker(args.worker)
-        return 0
     if min(args.rounds, args.requests, args.threads) < 1:
         print(
             "bench.request_cost: --rounds, --requests and --threads must be >= 1", file=sys.stderr
         )
         return 2
-    if args.against is not None and not (args.against / "bench" / "request_cost.py").is_file():
+    if args.against is not None and not (args.against / "bench" / "cost_worker.py").is_file():
         print(
-            f"bench.request_cost: --against {args.against}: no bench/request_cost.py there "
+            f"bench.request_cost: --against {args.against}: no bench/cost_worker.py there "
             "(copy this one in)",
             file=sys.stderr,
         )

@@ -18,7 +18,8 @@ def test_request_cost_pairs_the_backend_with_stock_and_writes_its_file(tmp_path)
     data = json.loads(out.read_text())
     assert list(data["configs"]) == only
     assert all(len(rounds) == 2 for rounds in data["rounds"].values())
-    assert all(figures["cpu_us"] > 0 for figures in data["configs"].values())
+    for figures in data["configs"].values():
+        assert 0 < figures["quiet_us"]["min"] <= figures["cpu_us"]["max"]
     pairs = {(c["config"], c["baseline"]) for c in data["comparisons"]}
     assert pairs == {
         ("persistent-prefork", "stock-prefork"),
@@ -38,20 +39,32 @@ def test_request_cost_refuses_a_count_below_one_and_a_foreign_checkout(tmp_path)
     ]
     result = run_cost("--against", tmp_path, "--out", out)
     assert result.returncode == 2
-    assert "no bench/request_cost.py there" in result.stderr
+    assert "no bench/cost_worker.py there" in result.stderr
     assert not out.exists()
 
 
 def test_summary_pairs_rounds_and_reports_spreads():
+    def round_(cpu, quiet):
+        return {"cpu_us": cpu, "quiet_us": quiet, "wall_us": 1.0}
+
     rounds = {
-        "stock-prefork": [{"cpu_us": 100.0, "wall_us": 300.0}, {"cpu_us": 120.0, "wall_us": 1}],
-        "persistent-prefork": [{"cpu_us": 101.0, "wall_us": 1}, {"cpu_us": 124.0, "wall_us": 1}],
+        "stock-prefork": [round_(100.0, 90.0), round_(120.0, 95.0)],
+        "persistent-prefork": [round_(101.0, 91.0), round_(124.0, 95.5)],
     }
     configs, comparisons = request_cost.summarise(rounds)
-    assert configs["stock-prefork"]["cpu_us"] == 110.0
-    assert (configs["stock-prefork"]["cpu_us_min"], configs["stock-prefork"]["cpu_us_max"]) == (
-        100.0,
-        120.0,
-    )
+    assert configs["stock-prefork"]["cpu_us"] == {"median": 110.0, "min": 100.0, "max": 120.0}
+    assert configs["stock-prefork"]["quiet_us"]["median"] == 92.5
     (pair,) = comparisons
-    assert (pair["extra_us_min"], pair["extra_us_max"], pair["extra_us"]) == (1.0, 4.0, 2.5)
+    assert pair["cpu_us"] == {"median": 2.5, "min": 1.0, "max": 4.0}
+    assert pair["quiet_us"] == {"median": 0.75, "min": 0.5, "max": 1.0}
+    assert "| persistent_backend vs CONN_MAX_AGE=None | prefork | +2.5 us (+1.0 to +4.0)" in (
+        request_cost.render(
+            {
+                "meta": dict.fromkeys(
+                    ("date", "machine", "psycopg", "rounds", "requests", "threads", "command"), "x"
+                ),
+                "configs": configs,
+                "comparisons": comparisons,
+            }
+        )
+    )
