@@ -20,15 +20,14 @@ Writes ``bench/published/micro.json`` (or ``--out``), which the docs quote
 """
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.machine import describe
+from bench.results import run_meta, write_published
 from harness.pgcluster import PgCluster
 from persistent_backend import liveness
 from persistent_backend.environment import ServerShape
@@ -166,24 +165,17 @@ def main(argv=None):
     finally:
         cluster.destroy()
     machine = describe()
+    command = " ".join(["python -m bench.micro", *(argv or sys.argv[1:])])
     data = {
         "meta": {
-            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": f"{machine['cpu']}, {machine['cores']} cores",
-            "load_before": machine["load_before"],
+            **run_meta(machine, command),
             "postgres": version,
             "drivers": {d: machine["versions"][d] for d in DRIVERS},
-            "commit": machine["commit"],
-            "command": " ".join(["python -m bench.micro", *(argv or sys.argv[1:])]),
             "runs": {"connects": args.connects, "queries": args.queries, "probes": args.probes},
         },
         "figures": figures,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(data, indent=1) + "\n")
-    print(render(data))
-    print(f"written to {args.out}")
-    return 0
+    return write_published(args.out, data, render(data))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 ``bench/published/`` holds the runs the docs quote: ``results.json`` (with ``results.md``
 and ``results.png``) of a full ``./deploy.sh bench``, ``micro.json`` of
 ``python -m bench.micro``, ``prepared.json`` of ``python -m bench.prepared``,
-``faults.md`` of ``./deploy.sh faults``; the tuner's run lives in ``docs/tuning/``
+``request_cost.json`` of ``python -m bench.request_cost``, ``faults.md`` of
+``./deploy.sh faults``; the tuner's run lives in ``docs/tuning/``
 (``python -m bench.tune --docs-from``). Every figure in README.md and docs/*.md sits
 between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` and is rendered from those files
 here; ``tests/test_docs.py`` fails when a block and its file disagree, or when a figure
@@ -20,7 +21,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from bench import micro, prepared, report
+from bench import micro, prepared, report, request_cost
 from bench.targets import format_lines
 from bench.tune import report as tune_report
 
@@ -78,6 +79,10 @@ def render_prepared(published=PUBLISHED_DIR):
     return prepared.render(json.loads((published / "prepared.json").read_text()))
 
 
+def render_cost(published=PUBLISHED_DIR):
+    return request_cost.render(json.loads((published / "request_cost.json").read_text()))
+
+
 def render_faults(published=PUBLISHED_DIR):
     """The fault run's file without its title line."""
     text = (published / FAULTS_FILE).read_text()
@@ -96,6 +101,7 @@ RENDERERS = {
     "pgbouncer": render_pgbouncer,
     "micro": render_micro,
     "prepared": render_prepared,
+    "cost": render_cost,
     "faults": render_faults,
     "tune": render_tune,
 }

@@ -1,8 +1,9 @@
 """This process's request figures, and their publication for whichever process answers a poll.
 
-Every request costs a lock and a few additions in memory (``recorder``). A daemon thread
-(``publisher``) writes the figures, with ``persistent_backend.stats()`` and mod_wsgi's own
-view of the process, to ``p-<host>-<pid>-<start>.json`` in the metrics directory every
+Every request costs a few additions and a histogram bucket in its thread's own slot of
+``recorder`` (no lock, no I/O). A daemon thread (``publisher``) writes the figures, with
+``persistent_backend.stats()`` and mod_wsgi's own view of the process, to
+``p-<host>-<pid>-<start>.json`` in the metrics directory every
 ``DASHBOARD_PUBLISH_INTERVAL`` seconds (and once more at exit): the only writes, never one
 per request. store.py merges the files of all processes.
 """
@@ -15,51 +16,87 @@ import time
 
 import persistent_backend
 from dashboard import conf, processes, store
-from dashboard.histogram import bucket_index, empty_buckets
+from dashboard.histogram import add_into, bucket_index, empty_buckets
 
 logger = logging.getLogger("dashboard")
 
 
-class Recorder:
-    """Counters of the requests this process served (in memory, thread-safe)."""
+class _Slot:
+    """One thread's counters: only that thread writes them, so counting takes no lock."""
 
-    def __init__(self):
-        self._lock = threading.Lock()
-        self.reset()
+    __slots__ = ("thread", "errors_5xx", "duration_sum", "buckets", "in_flight", "busy_seconds")
 
-    def reset(self):
-        self.requests = 0
+    def __init__(self, thread):
+        self.thread = thread
         self.errors_5xx = 0
         self.duration_sum = 0.0
-        self.buckets = empty_buckets()
+        self.buckets = empty_buckets()  # their sum is the number of requests counted
         self.in_flight = 0
         self.busy_seconds = 0.0
 
-    def begin(self):
-        with self._lock:
-            self.in_flight += 1
+    def add_into(self, total):
+        total.errors_5xx += self.errors_5xx
+        total.duration_sum += self.duration_sum
+        add_into(total.buckets, self.buckets)
+        total.in_flight += self.in_flight
+        total.busy_seconds += self.busy_seconds
 
-    def end(self, seconds, status, counted=True):
-        index = bucket_index(seconds)
+
+class Recorder:
+    """Counters of the requests this process served (in memory, one slot per thread).
+
+    A request touches only its own thread's slot: a few additions and a histogram bucket,
+    no lock. ``read()`` (the publisher, every few seconds) adds the slots up under the
+    recorder's lock, folding those of threads that ended into one.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()  # the list of slots (a new thread, a read)
+        self._local = threading.local()
+        self._slots = []
+        self._ended = _Slot(None)  # threads that ended
+
+    def _slot(self):
+        slot = _Slot(threading.current_thread())
         with self._lock:
-            self.in_flight -= 1
-            self.busy_seconds += seconds
-            if counted:
-                self.requests += 1
-                self.errors_5xx += status >= 500
-                self.duration_sum += seconds
-                self.buckets[index] += 1
+            self._slots.append(slot)
+        self._local.slot = slot
+        return slot
+
+    def begin(self):
+        """A request starts in this thread: its slot, for ``end()``."""
+        slot = getattr(self._local, "slot", None) or self._slot()
+        slot.in_flight += 1
+        return slot
+
+    def end(self, slot, seconds, status, counted=True):
+        slot.in_flight -= 1
+        slot.busy_seconds += seconds
+        if counted:
+            slot.buckets[bucket_index(seconds)] += 1
+            slot.errors_5xx += status >= 500
+            slot.duration_sum += seconds
 
     def read(self):
+        total = _Slot(None)
         with self._lock:
-            return {
-                "requests": self.requests,
-                "errors_5xx": self.errors_5xx,
-                "duration_sum": self.duration_sum,
-                "buckets": list(self.buckets),
-                "in_flight": self.in_flight,
-                "busy_seconds": self.busy_seconds,
-            }
+            alive = []
+            for slot in self._slots:
+                if slot.thread.is_alive():
+                    alive.append(slot)
+                else:
+                    slot.add_into(self._ended)
+            self._slots = alive
+            for slot in [self._ended, *alive]:
+                slot.add_into(total)
+        return {
+            "requests": sum(total.buckets),
+            "errors_5xx": total.errors_5xx,
+            "duration_sum": total.duration_sum,
+            "buckets": total.buckets,
+            "in_flight": total.in_flight,
+            "busy_seconds": total.busy_seconds,
+        }
 
 
 _stats_failed = set()

@@ -20,7 +20,7 @@ class RequestMetricsMiddleware:
 
     def __call__(self, request):
         recorder = metrics.recorder
-        recorder.begin()
+        slot = recorder.begin()
         start = time.perf_counter()
         status = 500
         try:
@@ -30,4 +30,4 @@ class RequestMetricsMiddleware:
         finally:
             match = getattr(request, "resolver_match", None)
             counted = not getattr(getattr(match, "func", None), "dashboard_uncounted", False)
-            recorder.end(time.perf_counter() - start, status, counted)
+            recorder.end(slot, time.perf_counter() - start, status, counted)

@@ -75,7 +75,7 @@ def write_json(path, data):
     try:
         with os.fdopen(fd, "w") as fh:
             os.fchmod(fh.fileno(), 0o600)
-            json.dump(data, fh, separators=(",", ":"))
+            fh.write(json.dumps(data, separators=(",", ":")))  # json.dump: no C encoder
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

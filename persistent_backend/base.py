@@ -27,7 +27,7 @@ from persistent_backend.lending import LendingMixin
 from persistent_backend.options import KEEPALIVE_DEFAULTS, Options
 from persistent_backend.pinning import SessionMixin
 from persistent_backend.record import Record, is_neutralized, neutralize
-from persistent_backend.request_context import current_path
+from persistent_backend.request_context import Lease
 from persistent_backend.returning import ReturnMixin
 
 logger = logging.getLogger("persistent_backend")
@@ -40,7 +40,7 @@ class DatabaseWrapper(LendingMixin, ReturnMixin, SessionMixin, base.DatabaseWrap
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.persistent_record = None  # the kept connection this object holds, if any
-        self.persistent_lease_info = None  # what current_connection_info() reports
+        self.persistent_lease = None  # the last checkout's Lease (current_connection_info())
         self._connection_pid = None
         self._forked_from = None  # pid that opened a connection this child dropped
         self._application_name = None
@@ -122,16 +122,16 @@ class DatabaseWrapper(LendingMixin, ReturnMixin, SessionMixin, base.DatabaseWrap
         self.persistent_record = record
         self.persistent_lending = store.lends_per_transaction
         self._connection_pid = record.owner_pid
-        self.persistent_lease_info = {
-            "alias": self.alias,
-            "reused": reused,
-            "backend_pid": record.backend_pid,
-            "age_seconds": round(record.age(), 3),
-            "uses": record.uses,
-            "mode": store.mode,
-            "application_name": record.application_name,
-            "path": current_path(),  # the request that borrowed it, for leak warnings
-        }
+        if borrow and self.persistent_lease is not None:
+            self.persistent_lease.record = record  # the unit of work's lease follows it
+        else:
+            self.persistent_lease = Lease(self.alias, record, reused, store.mode)
+
+    @property
+    def persistent_lease_info(self):
+        """The last checkout as a dict (built when read: nothing per request)."""
+        lease = self.persistent_lease
+        return None if lease is None else lease.as_dict()
 
     def _drop_half_open(self):
         """Connected, but Django's setup (autocommit, time zone, role) failed: close it."""

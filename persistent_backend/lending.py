@@ -113,9 +113,9 @@ class LendingMixin:
         self._adopt(record)
         self.persistent_record = record
         self._connection_pid = record.owner_pid
-        info = self.persistent_lease_info
-        if info is not None and info.get("backend_pid") != record.backend_pid:
-            self.persistent_lease_info = {**info, "backend_pid": record.backend_pid}
+        lease = self.persistent_lease
+        if lease is not None:
+            lease.record = record
 
     def persistent_bind(self, cursor_wrapper):
         """A cursor kept across a lend (or a unit of work's end) runs on the connection

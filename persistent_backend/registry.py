@@ -7,6 +7,7 @@ import os
 import threading
 import weakref
 
+from django.conf import settings
 from django.db.backends.base.base import NO_DB_ALIAS
 
 from persistent_backend import environment
@@ -25,9 +26,17 @@ _housekeeper = None
 
 
 def settings_key(wrapper):
-    """What a kept connection depends on: a store is only reused for identical settings."""
-    from django.conf import settings
+    """What a kept connection depends on: a store is only reused for identical settings.
 
+    A store keeps this with its own copy of OPTIONS' containers (``_copied``); every
+    checkout compares it with ``_current_key()``, which copies nothing: an in-place change
+    of OPTIONS (tests do that) still shows, and no repr is built per request.
+    """
+    key = _current_key(wrapper)
+    return (*key[:6], _copied(key[6]), *key[7:])
+
+
+def _current_key(wrapper):
     s = wrapper.settings_dict
     return (
         s.get("NAME"),
@@ -36,10 +45,19 @@ def settings_key(wrapper):
         s.get("HOST"),
         s.get("PORT"),
         s.get("AUTOCOMMIT"),
-        repr(s.get("OPTIONS")),
+        s.get("OPTIONS"),
         wrapper.timezone_name,
         settings.USE_TZ,
     )
+
+
+def _copied(value):
+    """Containers copied all the way down, other values by reference (compared with ==)."""
+    if isinstance(value, dict):
+        return {key: _copied(item) for key, item in value.items()}
+    if type(value) in (list, tuple, set, frozenset):
+        return type(value)(_copied(item) for item in value)
+    return value
 
 
 def store_for(wrapper, create=True):
@@ -47,7 +65,7 @@ def store_for(wrapper, create=True):
     if wrapper.alias == NO_DB_ALIAS:
         return None
     pid = os.getpid()
-    key = settings_key(wrapper)
+    key = _current_key(wrapper)
     if _retired:
         drain_retired()
     store = _stores.get(wrapper.alias)
@@ -60,7 +78,7 @@ def store_for(wrapper, create=True):
         if store is not None and store.key == key and store.owner_pid == pid:
             if not store.retired:
                 return store
-        new = new_store(wrapper, key)
+        new = new_store(wrapper)
         _stores[wrapper.alias] = new
     if store is not None and store.owner_pid == pid:
         _retire(store)
@@ -78,14 +96,14 @@ def store_for(wrapper, create=True):
     return new
 
 
-def new_store(wrapper, key=None):
+def new_store(wrapper):
     """A store for ``wrapper``'s settings (not registered: ``store_for`` does that)."""
     options = Options.from_settings(wrapper.settings_dict)
     shape = environment.detect_shape(options)
     mode, reason = environment.resolve_mode(options, shape)
     max_size = environment.default_max_size(options, shape)
     return Store(
-        wrapper.alias, key or settings_key(wrapper), options, mode, max_size, shape, reason,
+        wrapper.alias, settings_key(wrapper), options, mode, max_size, shape, reason,
         is_psycopg3=wrapper.is_psycopg3,
     )  # fmt: skip
 

@@ -39,17 +39,23 @@ def current_connection_info(alias="default"):
     wrapper = connections[alias]
     if not isinstance(wrapper, DatabaseWrapper):
         return None
-    info = wrapper.persistent_lease_info
-    if info is None:
+    lease = wrapper.persistent_lease
+    if lease is None:
         return None
     record = wrapper.persistent_record
+    result = lease.as_dict()
+    if not lease.is_current():
+        # Borrowed by an earlier request: only a connection still held (Django's test
+        # client never returns them) is reported, as reused by this one.
+        if record is None:
+            return None
+        result.update(reused=True, uses=record.uses)
     now = time.monotonic()
-    result = dict(info)
     result["pid"] = os.getpid()
     pinned = wrapper.persistent_pinned
     result["pinned"] = pinned.reason if pinned is not None else None
     result["lends"] = wrapper.persistent_lends  # lend "transaction": in this unit of work
-    if record is not None and record.backend_pid == info["backend_pid"]:
+    if record is not None and record.backend_pid == result["backend_pid"]:
         result.update(age_seconds=round(record.age(now), 3), uses=record.uses, held=True)
     else:
         result["held"] = False

@@ -1,22 +1,13 @@
 """``python -m bench.micro``: the connection microbenchmarks the docs quote."""
 
 import json
-import subprocess
-import sys
 
 from bench import micro
-from harness.site import REPO_DIR, clean_environ
+from tests.bench import run_module
 
 
 def run_micro(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "bench.micro", *map(str, args)],
-        cwd=REPO_DIR,
-        env=clean_environ(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_module("bench.micro", *args)
 
 
 def test_micro_measures_both_drivers_and_writes_its_file(tmp_path):
