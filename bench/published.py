@@ -4,14 +4,16 @@
 and ``results.png``) of a full ``./deploy.sh bench``, ``micro.json`` of
 ``python -m bench.micro``, ``prepared.json`` of ``python -m bench.prepared``,
 ``request_cost.json`` of ``python -m bench.request_cost``, ``faults.md`` of
-``./deploy.sh faults``; the tuner's run lives in ``docs/tuning/``
+``./deploy.sh faults``, and ``performance/`` (the same three files) of
+``./deploy.sh bench --set performance --repeat 5``; the tuner's run lives in ``docs/tuning/``
 (``python -m bench.tune --docs-from``). Every figure in README.md and docs/*.md sits
 between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` and is rendered from those files
 here; ``tests/test_docs.py`` fails when a block and its file disagree, or when a figure
 appears outside a block.
 
 ``python -m bench.published`` rewrites the blocks; ``--check`` only lists stale files;
-``--bench DIR`` and ``--faults FILE`` first copy a new run in (a full bench run only).
+``--bench DIR``, ``--performance DIR`` and ``--faults FILE`` first copy a new run in (a
+full bench run only).
 """
 
 import argparse
@@ -28,6 +30,7 @@ from bench.tune import report as tune_report
 REPO_DIR = Path(__file__).resolve().parents[1]
 PUBLISHED_DIR = REPO_DIR / "bench" / "published"
 BENCH_FILES = ("results.json", "results.md", "results.png")
+PERFORMANCE_DIR = "performance"  # the run of --set performance (issue 16's configurations)
 FAULTS_FILE = "faults.md"
 TUNE_DIR = REPO_DIR / "docs" / "tuning"
 TUNE_DOCS = REPO_DIR / "docs" / "tuning.md"
@@ -58,6 +61,12 @@ def bench_results(published=PUBLISHED_DIR):
 def render_bench(published=PUBLISHED_DIR):
     """The published bench run's markdown, for the docs' generated sections."""
     return report.render_markdown(bench_results(published), level=3).strip()
+
+
+def render_performance(published=PUBLISHED_DIR):
+    """The published ``--set performance`` run's markdown (lending, prepared, wide shape)."""
+    results = bench_results(published / PERFORMANCE_DIR)
+    return report.render_markdown(results, level=3).strip()
 
 
 def render_pgbouncer(published=PUBLISHED_DIR):
@@ -98,6 +107,7 @@ def render_tune(published=PUBLISHED_DIR):
 
 RENDERERS = {
     "bench": render_bench,
+    "performance": render_performance,
     "pgbouncer": render_pgbouncer,
     "micro": render_micro,
     "prepared": render_prepared,
@@ -171,11 +181,16 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.published", description=__doc__)
     p.add_argument("--check", action="store_true", help="list stale files, change nothing")
     p.add_argument("--bench", type=Path, help="publish this bench/results/<timestamp> first")
+    p.add_argument(
+        "--performance", type=Path, help="publish this --set performance run's folder first"
+    )
     p.add_argument("--faults", type=Path, help="publish this faults.md first")
     args = p.parse_args(argv)
     try:
         if args.bench:
             publish_bench(args.bench)
+        if args.performance:
+            publish_bench(args.performance, PUBLISHED_DIR / PERFORMANCE_DIR)
         if args.faults:
             shutil.copyfile(args.faults, PUBLISHED_DIR / FAULTS_FILE)
     except (RuntimeError, OSError) as exc:

@@ -9,6 +9,10 @@
 The store never talks to Django: the database wrapper opens connections (Django's own
 ``connect()``), the store lends, takes back, recycles and closes them. All bookkeeping
 happens under the store's one lock; connections are closed and probed outside it.
+
+Over 400 lines on purpose: ``Store`` is one class around one private lock, and every
+method that takes it keeps the same invariants (records, idle, opening, counters); split
+over modules, those invariants would be too (psycopg_pool keeps its pool in one module).
 """
 
 import logging

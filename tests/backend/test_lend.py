@@ -1,7 +1,8 @@
 """Lending per transaction (``OPTIONS["persistent"]["lend"] = "transaction"``, lending.py).
 
 A unit of work here is what runs between two ``close_old_connections()`` in the test's
-thread (the calls Django makes at request_started / request_finished).
+thread (the calls Django makes at request_started / request_finished). One file for all
+of lending's rules (docs/backend.md, "Lending per transaction"), hence its length.
 """
 
 import threading
