@@ -133,11 +133,11 @@ def test_docs_blocks_are_rendered_from_a_published_run(quick_run, tmp_path):
     shutil.copyfile(folder / "results.json", published / "results.json")
     page = tmp_path / "performance.md"
     page.write_text(
-        "# Performance\n\nbefore\n\n<!-- bench:begin -->\nold\n<!-- bench:end -->\nafter\n"
+        "# Performance\n\nbefore\n\n<!-- bench:begin -->\nSTALE TEXT\n<!-- bench:end -->\nafter\n"
     )
     assert bench_published.update([page], published) == [page]
     first = page.read_text()
-    assert "old" not in first and "| `django-persistent` |" in first
+    assert "STALE TEXT" not in first and "| `django-persistent` |" in first
     assert first.startswith("# Performance\n\nbefore\n\n") and first.endswith("\nafter\n")
     assert bench_published.loose_figures(first) == []
     # Rendering again changes nothing; the check mode sees a hand edit inside the block.
