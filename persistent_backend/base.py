@@ -34,6 +34,8 @@ logger = logging.getLogger("persistent_backend")
 
 
 class DatabaseWrapper(LendingMixin, ReturnMixin, SessionMixin, base.DatabaseWrapper):
+    """Django's PostgreSQL wrapper whose connections go back to a store instead of closing."""
+
     is_psycopg3 = is_psycopg3
     features_class = prepared.DatabaseFeatures
 
@@ -54,6 +56,8 @@ class DatabaseWrapper(LendingMixin, ReturnMixin, SessionMixin, base.DatabaseWrap
         return None
 
     def get_connection_params(self):
+        """Django's parameters plus application_name (``prefix:host:pid``) and keepalive
+        defaults."""
         # Before Django's, which pops "pool" (and would leave it unseen): no connection
         # and no pool is made with it.
         if self.settings_dict["OPTIONS"].get("pool"):
@@ -75,11 +79,14 @@ class DatabaseWrapper(LendingMixin, ReturnMixin, SessionMixin, base.DatabaseWrap
         return params
 
     def persistent_store(self, create=True):
+        """This wrapper's store (registry.py); None when the settings keep no connections."""
         return registry.store_for(self, create=create)
 
     # -- borrowing ----------------------------------------------------------------------
     @async_unsafe
     def connect(self):
+        """Borrow a kept connection (probed, no round trip) or open one with Django's
+        ``connect()``."""
         # lending.py: a unit of work that lent its connection borrows from the same store
         store = self.persistent_borrowing or self.persistent_store()
         if store is None:
@@ -244,6 +251,7 @@ class DatabaseWrapper(LendingMixin, ReturnMixin, SessionMixin, base.DatabaseWrap
 
     @async_unsafe
     def create_cursor(self, name=None):
+        """Django's cursor; a named (server-side) one pins the unit of work."""
         if self.connection is not None and self._connection_pid not in (None, os.getpid()):
             # A fork() that skipped Python's at-fork hooks, or a transaction / pinned unit
             # of work inherited from the parent (whose statements must fail).
@@ -276,9 +284,11 @@ class DatabaseWrapper(LendingMixin, ReturnMixin, SessionMixin, base.DatabaseWrap
                     self.close()
 
     def make_cursor(self, cursor):
+        """Django's cursor wrapper with the move-before-sending rule (cursors.py)."""
         return PersistentCursorWrapper(cursor, self)
 
     def make_debug_cursor(self, cursor):
+        """The same for ``DEBUG`` (queries logged)."""
         return PersistentCursorDebugWrapper(cursor, self)
 
     @cached_property

@@ -118,12 +118,15 @@ def budget_messages(alias, options, shape, limits):
 
 
 def server_limits(cursor):
+    """``(max_connections, reserved slots, other clients)`` from the server
+    (deployment.LIMITS_SQL)."""
     cursor.execute(deployment.LIMITS_SQL)
     return tuple(cursor.fetchone())
 
 
 @checks.register()
 def check_settings(app_configs=None, **kwargs):
+    """System checks of every persistent_backend alias's OPTIONS (no database access)."""
     messages = []
     for alias, settings_dict in _aliases():
         messages.extend(settings_messages(alias, settings_dict))
@@ -132,6 +135,8 @@ def check_settings(app_configs=None, **kwargs):
 
 @checks.register(checks.Tags.database)
 def check_connection_budget(app_configs=None, databases=None, **kwargs):
+    """``manage.py check --database``: the daemons' connections against PostgreSQL's budget
+    (W002)."""
     from django.db import DatabaseError, connections
 
     messages = []

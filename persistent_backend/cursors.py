@@ -71,18 +71,22 @@ class RetryMixin:
         return self._run(super()._executemany, sql, param_list, args)
 
     def execute(self, sql, params=None):
+        """Django's ``execute()``; with lend "transaction" the connection goes back once it is
+        at rest."""
         result = super().execute(sql, params)
         if self.db.persistent_lending:
             self.db.persistent_lend()  # results are in the cursor: lend if at rest
         return result
 
     def executemany(self, sql, param_list):
+        """Django's ``executemany()``, lending like ``execute()``."""
         result = super().executemany(sql, param_list)
         if self.db.persistent_lending:
             self.db.persistent_lend()
         return result
 
     def callproc(self, procname, params=None, kparams=None):
+        """A stored procedure pins the unit of work: its effects cannot be classified."""
         db = self.db
         db.persistent_pin("callproc")  # a function we cannot look into
         if db.persistent_lending:
@@ -100,8 +104,8 @@ class RetryMixin:
 
 
 class PersistentCursorWrapper(RetryMixin, CursorWrapper):
-    pass
+    """The cursor wrapper of kept connections."""
 
 
 class PersistentCursorDebugWrapper(RetryMixin, CursorDebugWrapper):
-    pass
+    """The cursor wrapper of kept connections under ``DEBUG``."""

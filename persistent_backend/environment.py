@@ -19,6 +19,7 @@ class ServerShape:
 
     @property
     def threaded(self):
+        """Can two requests of this process run at once (so need two connections)?"""
         if self.server == "asgi" or (self.server == "runserver" and self.threads is None):
             return True  # a thread (or task) per request, unbounded
         return self.threads is not None and self.threads > 1
@@ -52,10 +53,6 @@ def note_request_handler(handler_class):
             _asgi_seen = True
             return True
     return False
-
-
-def asgi_seen():
-    return _asgi_seen
 
 
 def _runserver_threads(argv):

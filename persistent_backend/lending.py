@@ -54,6 +54,7 @@ class LendingMixin:
     persistent_held = None  # why this unit of work keeps its connection to its end
 
     def persistent_hold(self, reason):
+        """Keep the connection to the end of the unit of work (the first reason is kept)."""
         if self.persistent_held is None:
             self.persistent_held = reason
 
@@ -137,11 +138,13 @@ class LendingMixin:
 
     # -- Django's entry points borrow before they look at self.connection ---------------
     def ensure_connection(self):
+        """Borrow again first if the connection was lent."""
         if self.persistent_lent:
             self.persistent_borrow()
         super().ensure_connection()
 
     def close_if_health_check_failed(self):
+        """Borrow again first if the connection was lent (the store's probe is the check)."""
         if self.persistent_lent:
             self.persistent_borrow()  # fresh from the store's probe
         super().close_if_health_check_failed()

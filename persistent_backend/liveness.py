@@ -36,6 +36,8 @@ _PEEK_BYTES = 8192
 
 @dataclass(frozen=True)
 class Verdict:
+    """What a probe concluded: alive, or why not (``reason``, ``detail`` for the logs)."""
+
     alive: bool
     reason: str = ""  # "terminated" | "closed" | "broken" | "ping_failed"
     detail: str = ""
@@ -80,6 +82,7 @@ def transaction_status(raw):
 
 
 def fileno(raw):
+    """The driver connection's socket, or -1 when it has none (closed, broken)."""
     try:
         return raw.fileno()
     except Exception:
@@ -87,6 +90,7 @@ def fileno(raw):
 
 
 def ssl_in_use(raw):
+    """Does the connection use TLS (then a readable socket may hold only TLS records)?"""
     try:
         info = raw.info
         if hasattr(info, "ssl_in_use"):

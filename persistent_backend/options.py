@@ -69,6 +69,8 @@ class Options:
         return options
 
     def validate(self):
+        """ImproperlyConfigured with the key and what to use, for the first invalid value."""
+
         def fail(key, why):
             raise ImproperlyConfigured(
                 f'OPTIONS["persistent"]["{key}"] = {getattr(self, key)!r}: {why}'
@@ -112,6 +114,7 @@ class Options:
         prepared.validate_options(self, fail)
 
     def as_dict(self):
+        """Every option and its value (``stats()``, the dashboard)."""
         return asdict(self)
 
 

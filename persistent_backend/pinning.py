@@ -35,6 +35,8 @@ REFUSALS = {
 
 @dataclass(frozen=True)
 class Pin:
+    """Why a unit of work is pinned, and whether its connection must be closed, not reset."""
+
     reason: str
     drop: bool = False  # close the connection at the end instead of DISCARD ALL
 
@@ -74,6 +76,7 @@ class SessionMixin:
     persistent_pinned = None  # a Pin while the unit of work is pinned
 
     def persistent_pin(self, reason, drop=False):
+        """Pin this unit of work (the first reason is kept; ``drop`` only ever gets stricter)."""
         pinned = self.persistent_pinned
         if pinned is None:
             self.persistent_pinned = Pin(reason, drop)
@@ -82,6 +85,7 @@ class SessionMixin:
             self.persistent_pinned = Pin(pinned.reason, True)
 
     def persistent_in_transaction(self):
+        """Is a transaction open (``atomic()``, autocommit off, or a hand-written ``BEGIN``)?"""
         return (
             self.in_atomic_block
             or not self.autocommit
@@ -165,5 +169,6 @@ class SessionMixin:
         )
 
     def persistent_connection_lost(self):
+        """Did libpq see the connection end (a failed statement's cause)?"""
         raw = self.connection
         return raw is not None and not liveness.status_ok(raw)

@@ -41,6 +41,7 @@ class DatabaseFeatures(PostgresFeatures):
 
     @cached_property
     def uses_server_side_binding(self):
+        """True with Django's ``server_side_binding`` or with ``prepared_statements``."""
         settings_dict = self.connection.settings_dict
         return is_psycopg3 and (
             settings_dict["OPTIONS"].get("server_side_binding") is True or enabled(settings_dict)

@@ -55,12 +55,15 @@ class Record:
         self.holder = None  # the one using it now (slot id), if in use
 
     def age(self, now=None):
+        """Seconds since the connection was opened."""
         return (now or time.monotonic()) - self.created
 
     def idle_for(self, now=None):
+        """Seconds since it went back to the store (0 while in use)."""
         return 0.0 if self.in_use else (now or time.monotonic()) - self.last_used
 
     def describe(self, now):
+        """The connection as a dict for ``stats()`` and the dashboard."""
         return {
             "backend_pid": self.backend_pid,
             "age_seconds": round(self.age(now), 3),
@@ -115,4 +118,5 @@ def neutralize(raw):
 
 
 def is_neutralized(raw):
+    """Was this driver connection pointed at /dev/null after a fork (never to be used)?"""
     return id(raw) in _neutralized

@@ -109,6 +109,7 @@ def new_store(wrapper):
 
 
 def stores():
+    """This process's stores (those inherited through fork excluded)."""
     pid = os.getpid()
     return [store for store in list(_stores.values()) if store.owner_pid == pid]
 
@@ -217,6 +218,7 @@ class Housekeeper(threading.Thread):
         self.pid = os.getpid()
 
     def run(self):
+        """Sweep every store at its ``housekeeping`` interval until stopped or forked."""
         while not self.stopping and os.getpid() == self.pid:
             intervals = [s.housekeeping for s in stores() if s.housekeeping]
             if self.wakeup.wait(min(intervals, default=30.0)):
@@ -231,11 +233,13 @@ class Housekeeper(threading.Thread):
                         logger.exception("housekeeping of '%s' failed", store.alias)
 
     def stop(self):
+        """Ask the thread to end (it wakes up at once)."""
         self.stopping = True
         self.wakeup.set()
 
 
 def ensure_housekeeper():
+    """Start the background thread if it is not running; else wake it (new interval)."""
     global _housekeeper
     with _lock:
         if _housekeeper is None or not _housekeeper.is_alive():

@@ -13,6 +13,8 @@ _current = contextvars.ContextVar("persistent_backend_request", default=None)
 
 
 class Request:
+    """The request a thread or task serves: its path, and whether it ended."""
+
     __slots__ = ("path", "ended")
 
     def __init__(self, path):

@@ -16,6 +16,8 @@ logger = logging.getLogger("persistent_backend")
 
 
 class ReturnMixin:
+    """The end of a unit of work: clean the connection, then give it back or close it."""
+
     def _release(self, record):
         store = record.store
         raw = self.connection

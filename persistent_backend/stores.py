@@ -43,6 +43,8 @@ class Wait:
 
 
 class Store:
+    """One alias's kept connections in one process, behind one private lock (see the module)."""
+
     def __init__(self, alias, key, options, mode, max_size, shape, mode_reason, is_psycopg3):
         self.alias = alias
         self.key = key
@@ -191,6 +193,7 @@ class Store:
             self._lend(record, reused=False, holder=record.slot, borrow=borrow)
 
     def open_failed(self):
+        """A reserved slot's connect failed: free the slot, count the failure."""
         with self._cond:
             self.opening -= 1
             self._counters.connect_failures += 1
@@ -400,6 +403,7 @@ class Store:
         return first
 
     def snapshot(self):
+        """The store's counters and connections as a dict (``stats()``)."""
         now = time.monotonic()
         with self._cond:
             records = sorted(self.records, key=lambda r: r.created)
