@@ -110,6 +110,7 @@ class PgCluster(PgClient):
         return self
 
     def start(self):
+        """Start the server and wait until it accepts connections."""
         self._run("pg_ctl", "-D", self.data_dir, "-l", self.log_file, "-w", "-t", "60", "start")
         return self
 
@@ -118,6 +119,7 @@ class PgCluster(PgClient):
         self._run("pg_ctl", "-D", self.data_dir, "-m", mode, "-w", "-t", "60", "stop", check=False)
 
     def restart(self, mode="fast"):
+        """Stop and start again (what a server restart looks like to the site)."""
         self.stop(mode)
         self.start()
 

@@ -19,6 +19,7 @@ FALSE_WORDS = {"0", "false", "no", "off", ""}
 
 
 def env_file_path():
+    """``DJANGO_ENV_FILE``, else var/site.env."""
     return Path(os.environ.get("DJANGO_ENV_FILE") or DEFAULT_ENV_FILE)
 
 
@@ -37,11 +38,13 @@ class Env:
         self.file_values = file_values
 
     def str(self, name, default=None):
+        """The value, or ``default`` when the name is set nowhere."""
         if name in os.environ:
             return os.environ[name]
         return self.file_values.get(name, default)
 
     def bool(self, name, default=False):
+        """1/0, true/false, yes/no, on/off; ImproperlyConfigured for anything else."""
         value = self.str(name)
         if value is None:
             return default
@@ -55,6 +58,7 @@ class Env:
         )
 
     def int(self, name, default):
+        """An integer (``default`` when unset or empty); ImproperlyConfigured if not one."""
         value = self.str(name)
         if value in (None, ""):
             return default
@@ -64,6 +68,7 @@ class Env:
             raise ImproperlyConfigured(f"{name}={value!r} is not an integer") from None
 
     def list(self, name, default=()):
+        """Comma-separated values, blanks dropped."""
         value = self.str(name)
         if value is None:
             return list(default)

@@ -16,6 +16,7 @@ DATABASE_ERRORS = (OperationalError, InterfaceError)
 
 
 def database_unavailable_response(request, exception):
+    """The 503 page (``Retry-After: 5``), with the reason logged, never shown."""
     reason = (str(exception).strip().splitlines() or [type(exception).__name__])[0]
     logger.warning("503 for %s: database unavailable: %s", request.path, reason)
     response = HttpResponse(render_to_string("503.html"), status=503)
@@ -33,6 +34,7 @@ class DatabaseUnavailableMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request, exception):
+        """A database error becomes the 503 page; anything else goes on to Django."""
         if isinstance(exception, DATABASE_ERRORS):
             return database_unavailable_response(request, exception)
         return None

@@ -48,5 +48,6 @@ def warn_if_plain_http():
 
 
 def application(environ, start_response):
+    """The WSGI entry point: loads Django at the first request (settings from ``SetEnv``)."""
     app = _django_app or _load(environ)
     return app(environ, start_response)
