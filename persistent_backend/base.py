@@ -128,6 +128,8 @@ class DatabaseWrapper(LendingMixin, ReturnMixin, SessionMixin, base.DatabaseWrap
             self._adopt(record)
         self.persistent_record = record
         self.persistent_lending = store.lends_per_transaction
+        if self.persistent_lending and "ensure_connection" not in self.__dict__:
+            self.ensure_connection = self.persistent_ensure_connection  # lending.py
         self._connection_pid = record.owner_pid
         if borrow and self.persistent_lease is not None:
             self.persistent_lease.record = record  # the unit of work's lease follows it

@@ -49,7 +49,10 @@ def _driver_attribute(name):
         if db.persistent_lending:
             db.persistent_hold(f"cursor.{name}")
             db.persistent_bind(self)
-        return getattr(self.cursor, name)
+        try:  # Django's own wrapper method first (CursorDebugWrapper.copy logs the query)
+            return getattr(super(RetryMixin, self), name)
+        except AttributeError:
+            return getattr(self.cursor, name)
 
     return property(get)
 

@@ -137,8 +137,13 @@ class LendingMixin:
             self.persistent_held = None
 
     # -- Django's entry points borrow before they look at self.connection ---------------
-    def ensure_connection(self):
-        """Borrow again first if the connection was lent."""
+    def persistent_ensure_connection(self):
+        """``ensure_connection()`` of a wrapper whose store lends: borrow again first.
+
+        Set as an instance attribute at the first checkout from such a store (base.py),
+        never as a class override: code that patches ``BaseDatabaseWrapper.ensure_connection``
+        and calls the method it saved before (Django's own tests do) must reach Django's.
+        """
         if self.persistent_lent:
             self.persistent_borrow()
         super().ensure_connection()
