@@ -29,6 +29,8 @@ import time
 from copy import deepcopy
 from pathlib import Path
 
+from bench.results import write_published
+
 REPO_DIR = Path(__file__).resolve().parents[1]
 PUBLISHED = REPO_DIR / "bench" / "published" / "prepared.json"
 VARIANTS = ("plain", "prepared")
@@ -221,12 +223,8 @@ def main(argv=None):
         "connections": facts,
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(data, indent=1) + "\n")
-    print(render(data))
     print(json.dumps(facts))
-    print(f"written to {args.out}")
-    return 0
+    return write_published(args.out, data, render(data))
 
 
 if __name__ == "__main__":
