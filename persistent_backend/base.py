@@ -10,15 +10,16 @@ An explicit ``close()`` still closes for real. Statements go through cursors.py 
 pinning.py (move only what was never sent; pin session state). See docs/guarantees.md.
 """
 
+import functools
 import logging
 import os
 import time
+from asyncio import _get_running_loop
 from contextlib import contextmanager
 
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, SynchronousOnlyOperation
 from django.db.backends.postgresql import base
 from django.db.backends.postgresql.psycopg_any import is_psycopg3
-from django.utils.asyncio import async_unsafe
 from django.utils.functional import cached_property
 
 from persistent_backend import deployment, liveness, pgbouncer, prepared, registry
@@ -31,6 +32,24 @@ from persistent_backend.request_context import Lease
 from persistent_backend.returning import ReturnMixin
 
 logger = logging.getLogger("persistent_backend")
+
+
+def cheap_async_unsafe(method):
+    """Django's ``async_unsafe`` (same check, same error) without its cost per call.
+
+    Django's asks ``asyncio.get_running_loop()``, which raises ``RuntimeError`` in the usual,
+    synchronous case: an exception per call. ``connect()`` runs once per request here, so
+    this asks ``asyncio._get_running_loop()`` (None when no loop runs) instead."""
+
+    @functools.wraps(method)
+    def inner(*args, **kwargs):
+        if _get_running_loop() is not None and not os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE"):
+            raise SynchronousOnlyOperation(
+                "You cannot call this from an async context - use a thread or sync_to_async."
+            )
+        return method(*args, **kwargs)
+
+    return inner
 
 
 class DatabaseWrapper(LendingMixin, ReturnMixin, SessionMixin, base.DatabaseWrapper):
@@ -83,7 +102,7 @@ class DatabaseWrapper(LendingMixin, ReturnMixin, SessionMixin, base.DatabaseWrap
         return registry.store_for(self, create=create)
 
     # -- borrowing ----------------------------------------------------------------------
-    @async_unsafe
+    @cheap_async_unsafe
     def connect(self):
         """Borrow a kept connection (probed, no round trip) or open one with Django's
         ``connect()``."""
@@ -129,7 +148,9 @@ class DatabaseWrapper(LendingMixin, ReturnMixin, SessionMixin, base.DatabaseWrap
         self.persistent_record = record
         self.persistent_lending = store.lends_per_transaction
         if self.persistent_lending and "ensure_connection" not in self.__dict__:
-            self.ensure_connection = self.persistent_ensure_connection  # lending.py
+            # lending.py: Django's entry points borrow again first
+            self.ensure_connection = self.persistent_ensure_connection
+            self.close_if_health_check_failed = self.persistent_close_if_health_check_failed
         self._connection_pid = record.owner_pid
         if borrow and self.persistent_lease is not None:
             self.persistent_lease.record = record  # the unit of work's lease follows it
@@ -251,9 +272,11 @@ class DatabaseWrapper(LendingMixin, ReturnMixin, SessionMixin, base.DatabaseWrap
     def _bound_to_its_session(self):
         return self.in_atomic_block or self.persistent_pinned is not None
 
-    @async_unsafe
     def create_cursor(self, name=None):
-        """Django's cursor; a named (server-side) one pins the unit of work."""
+        """Django's cursor; a named (server-side) one pins the unit of work.
+
+        Not wrapped in ``async_unsafe`` again: Django's ``create_cursor`` (called below)
+        is, and ``connect()`` is; a second check would cost an exception per cursor."""
         if self.connection is not None and self._connection_pid not in (None, os.getpid()):
             # A fork() that skipped Python's at-fork hooks, or a transaction / pinned unit
             # of work inherited from the parent (whose statements must fail).
@@ -262,9 +285,10 @@ class DatabaseWrapper(LendingMixin, ReturnMixin, SessionMixin, base.DatabaseWrap
             else:
                 self._forget_inherited()
                 self.connect()
+        cursor = super().create_cursor(name)
         if name is not None:
             self.persistent_pin("server_side_cursor")  # WITH HOLD outside a transaction
-        return super().create_cursor(name)
+        return cursor
 
     @contextmanager
     def temporary_connection(self):

@@ -67,11 +67,25 @@ class RetryMixin:
     copy_from = _driver_attribute("copy_from")
     copy_to = _driver_attribute("copy_to")
 
-    def _execute(self, sql, params, *args):
-        return self._run(super()._execute, sql, params, args)
+    # Django calls both as executor(sql, params, many, context) (_execute_with_wrappers):
+    # named parameters, not *args, keep the call cheap (one per statement).
+    def _execute(self, sql, params, many=None, context=None):
+        db = self.db
+        refusal = db.persistent_before_statement(self, sql)
+        try:
+            return super()._execute(sql, params, many, context)
+        except (OperationalError, InterfaceError):
+            db.persistent_statement_failed(refusal)
+            raise
 
-    def _executemany(self, sql, param_list, *args):
-        return self._run(super()._executemany, sql, param_list, args)
+    def _executemany(self, sql, param_list, many=None, context=None):
+        db = self.db
+        refusal = db.persistent_before_statement(self, sql)
+        try:
+            return super()._executemany(sql, param_list, many, context)
+        except (OperationalError, InterfaceError):
+            db.persistent_statement_failed(refusal)
+            raise
 
     def execute(self, sql, params=None):
         """Django's ``execute()``; with lend "transaction" the connection goes back once it is
@@ -95,15 +109,6 @@ class RetryMixin:
         if db.persistent_lending:
             db.persistent_bind(self)
         return super().callproc(procname, params, kparams)
-
-    def _run(self, execute, sql, params, args):
-        db = self.db
-        refusal = db.persistent_before_statement(self, sql)
-        try:
-            return execute(sql, params, *args)
-        except (OperationalError, InterfaceError):
-            db.persistent_statement_failed(refusal)
-            raise
 
 
 class PersistentCursorWrapper(RetryMixin, CursorWrapper):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from persistent_backend import deployment
 
 _asgi_seen = False
+_wsgi_senders = set()  # request_started senders known not to be ASGI handlers
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,14 @@ def mod_wsgi_shape():
 def note_request_handler(handler_class):
     """Called on ``request_started``: remember that an ASGI handler serves this process."""
     global _asgi_seen
-    if not _asgi_seen:
-        from django.core.handlers.asgi import ASGIHandler
+    if _asgi_seen or not isinstance(handler_class, type) or handler_class in _wsgi_senders:
+        return False
+    from django.core.handlers.asgi import ASGIHandler
 
-        if isinstance(handler_class, type) and issubclass(handler_class, ASGIHandler):
-            _asgi_seen = True
-            return True
+    if issubclass(handler_class, ASGIHandler):
+        _asgi_seen = True
+        return True
+    _wsgi_senders.add(handler_class)  # looked at once per class, not per request
     return False
 
 

@@ -72,7 +72,7 @@ class LendingMixin:
             or self.persistent_pinned is not None
             or self.persistent_held is not None
             or record.owner_pid != os.getpid()
-            or liveness.transaction_status(raw) != liveness.TRANSACTION_IDLE
+            or record.checks.transaction_status() != liveness.TRANSACTION_IDLE
         ):
             return
         self.persistent_record = None
@@ -148,8 +148,10 @@ class LendingMixin:
             self.persistent_borrow()
         super().ensure_connection()
 
-    def close_if_health_check_failed(self):
-        """Borrow again first if the connection was lent (the store's probe is the check)."""
+    def persistent_close_if_health_check_failed(self):
+        """``close_if_health_check_failed()`` (before every cursor) of a wrapper whose store
+        lends: borrow again first (the store's probe is the check). Set per instance, like
+        ``persistent_ensure_connection``: a wrapper that never lends pays nothing."""
         if self.persistent_lent:
             self.persistent_borrow()  # fresh from the store's probe
         super().close_if_health_check_failed()

@@ -181,6 +181,72 @@ def probe(raw, ssl=False):
     return socket_verdict(fileno(raw), ssl)
 
 
+class Checks:
+    """``probe()`` and ``transaction_status()`` of one kept connection, bound once.
+
+    The same answers as the module's functions, for the hot path: a kept connection is
+    probed before every statement outside a transaction, so its driver is told apart and
+    its socket registered with a ``poll`` object once, when it is opened (a connection's
+    socket never changes; a closed one is caught by libpq's status first). Only a
+    readable socket, which is rare, goes the slow way (``socket_verdict`` peeks at it).
+    """
+
+    __slots__ = ("raw", "ssl", "_psycopg3", "_poller")
+
+    def __init__(self, raw, ssl=False):
+        self.raw = raw
+        self.ssl = ssl
+        self._psycopg3 = _is_psycopg3(raw)
+        self._poller = None
+        fd = fileno(raw)
+        if fd >= 0:
+            self._poller = select.poll()
+            self._poller.register(fd, select.POLLIN | select.POLLPRI)
+
+    def transaction_status(self):
+        """``PQtransactionStatus`` as an int (no I/O); UNKNOWN if it cannot be read."""
+        try:
+            if self._psycopg3:
+                return int(self.raw.pgconn.transaction_status)
+            return self.raw.get_transaction_status()
+        except Exception:
+            return TRANSACTION_UNKNOWN
+
+    def in_transaction(self):
+        """Is the session inside a transaction block (or its status unknown)? No I/O."""
+        try:
+            if self._psycopg3:
+                return self.raw.pgconn.transaction_status != TRANSACTION_IDLE
+            return self.raw.get_transaction_status() != TRANSACTION_IDLE
+        except Exception:
+            return True  # unknown: treated as a transaction (nothing moves)
+
+    def probe(self):
+        """``probe(raw, ssl)``."""
+        raw = self.raw
+        try:
+            if self._psycopg3:
+                pgconn = raw.pgconn
+                ok = not raw.closed and pgconn.status == CONNECTION_OK
+                tx = int(pgconn.transaction_status) if ok else None
+            else:
+                ok = not raw.closed and raw.info.status == CONNECTION_OK
+                tx = raw.get_transaction_status() if ok else None
+        except Exception:
+            ok = False
+        if not ok:
+            return Verdict(False, "broken", "libpq reports the connection as bad")
+        if tx not in TRANSACTION_STATES_AT_REST:
+            return Verdict(False, "broken", f"transaction status {tx}")
+        if self._poller is not None:
+            try:
+                if not self._poller.poll(0):
+                    return ALIVE  # nothing to read: the common case
+            except OSError:
+                pass  # the slow way says why
+        return socket_verdict(fileno(raw), self.ssl)
+
+
 def ping(raw, is_psycopg3):
     """One round trip: an empty query (the server answers EmptyQueryResponse)."""
     try:

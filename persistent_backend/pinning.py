@@ -86,11 +86,13 @@ class SessionMixin:
 
     def persistent_in_transaction(self):
         """Is a transaction open (``atomic()``, autocommit off, or a hand-written ``BEGIN``)?"""
-        return (
-            self.in_atomic_block
-            or not self.autocommit
-            or liveness.transaction_status(self.connection) != liveness.TRANSACTION_IDLE
-        )
+        if self.in_atomic_block or not self.autocommit:
+            return True
+        record = self.persistent_record
+        raw = self.connection
+        if record is not None and record.raw is raw:
+            return record.checks.in_transaction()
+        return liveness.transaction_status(raw) != liveness.TRANSACTION_IDLE
 
     def persistent_before_statement(self, cursor_wrapper, sql):
         """Before sending: move a dead connection if allowed, note session state.
@@ -100,35 +102,38 @@ class SessionMixin:
         if self.persistent_lending:
             self.persistent_bind(cursor_wrapper)  # lending.py: borrow, never the lent one
         record = self.persistent_record
-        if record is None or self.connection is None or record.raw is not self.connection:
+        if record is None or record.raw is not self.connection:
             return None  # not a kept connection: Django's behaviour, nothing to count
-        in_transaction = self.persistent_in_transaction()
-        refusal = self._persistent_refusal(cursor_wrapper.cursor, in_transaction)
-        if refusal is None:
-            self._persistent_move_if_dead(cursor_wrapper)
-        text = sessionstate.text_of(sql, self.connection)
-        if text is None:
-            effect = sessionstate.Effect("unclassified: composed SQL", drop=True)
+        checks = record.checks
+        in_transaction = self.in_atomic_block or not self.autocommit or checks.in_transaction()
+        # Why the statement could not move if its connection were lost (None: it can).
+        if not record.store.options.retry:
+            refusal = "disabled"
+        elif in_transaction:
+            refusal = "transaction"
+        elif getattr(cursor_wrapper.cursor, "name", None) is not None:
+            refusal = "server_side_cursor"
+        elif self.persistent_pinned is not None:
+            refusal = "pinned"
         else:
-            effect = sessionstate.classify(text, in_transaction)
+            refusal = None
+            if not checks.probe().alive:
+                self._persistent_move_if_dead(cursor_wrapper)
+        if type(sql) is str:
+            effect = sessionstate.classify(sql, in_transaction)
+        else:
+            text = sessionstate.text_of(sql, self.connection)
+            if text is None:
+                effect = sessionstate.Effect("unclassified: composed SQL", drop=True)
+            else:
+                effect = sessionstate.classify(text, in_transaction)
         if effect.reason:
             self.persistent_pin(effect.reason, drop=effect.drop)
         return refusal
 
-    def _persistent_refusal(self, raw_cursor, in_transaction):
-        if not self.persistent_record.store.options.retry:
-            return "disabled"
-        if in_transaction:
-            return "transaction"
-        if getattr(raw_cursor, "name", None) is not None:
-            return "server_side_cursor"
-        if self.persistent_pinned is not None:
-            return "pinned"
-        return None
-
     def _persistent_move_if_dead(self, cursor_wrapper):
         for _ in range(RETRIES):
-            verdict = liveness.probe(self.connection, self.persistent_record.ssl)
+            verdict = self.persistent_record.checks.probe()
             if verdict.alive:
                 return
             self._persistent_replace(cursor_wrapper, verdict)

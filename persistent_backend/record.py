@@ -5,6 +5,8 @@ import os
 import random
 import time
 
+from persistent_backend.liveness import Checks
+
 logger = logging.getLogger("persistent_backend")
 
 # Handles inherited across fork() whose socket now points at /dev/null, by id(). Kept
@@ -23,6 +25,7 @@ class Record:
         "backend_pid",
         "application_name",
         "ssl",
+        "checks",
         "isolation_level",
         "owner_pid",
         "created",
@@ -44,6 +47,7 @@ class Record:
         self.backend_pid = backend_pid
         self.application_name = application_name
         self.ssl = ssl
+        self.checks = Checks(raw, ssl)  # probe() and transaction_status(), bound once
         self.isolation_level = isolation_level
         self.owner_pid = os.getpid()
         self.created = now

@@ -48,16 +48,17 @@ class ReturnMixin:
     def _clean(self, record, raw):
         """Leave the connection as a new one would be; False if it must be dropped."""
         store = record.store
+        checks = record.checks if record.raw is raw else liveness.Checks(raw, record.ssl)
         if not liveness.status_ok(raw):
             store.discard(record, reason="broken", detail="connection lost during the request")
             return False
         if self.errors_occurred:
-            verdict = liveness.probe(raw, record.ssl)
+            verdict = record.checks.probe()
             if not verdict.alive:
                 store.discard(record, reason=verdict.reason or "broken", detail=verdict.detail)
                 return False
         wanted = self.settings_dict["AUTOCOMMIT"]
-        status = liveness.transaction_status(raw)
+        status = checks.transaction_status()
         if status not in liveness.TRANSACTION_STATES_AT_REST:
             # A command still running (an unread result, a COPY): not worth untangling.
             store.discard(record, counter="busy")
@@ -66,7 +67,7 @@ class ReturnMixin:
             self._note_leak(record, status)
             if not raw.autocommit:
                 raw.rollback()
-            if liveness.transaction_status(raw) != liveness.TRANSACTION_IDLE:
+            if checks.transaction_status() != liveness.TRANSACTION_IDLE:
                 with raw.cursor() as cursor:
                     cursor.execute("ROLLBACK")
         if raw.autocommit != wanted:
@@ -77,7 +78,7 @@ class ReturnMixin:
             return False
         if pinned is not None or store.options.reset == "discard":
             self._reset_session(store, raw, pinned=pinned is not None)
-        if liveness.transaction_status(raw) != liveness.TRANSACTION_IDLE:
+        if checks.transaction_status() != liveness.TRANSACTION_IDLE:
             store.discard(record, counter="reset_failed")
             return False
         return True

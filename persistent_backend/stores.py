@@ -61,7 +61,11 @@ class Store:
         self.housekeeping = environment.housekeeping_interval(options, shape)
         self.owner_pid = os.getpid()
         self.created = time.monotonic()
-        self._cond = threading.Condition(threading.Lock())
+        # One private lock; the condition on it wakes checkouts that wait for a connection.
+        # Plain ``with self._lock`` (a C-level context manager) on the hot path.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._waiting = 0  # checkouts waiting on the condition (none: nothing to notify)
         self.records = set()  # every open connection of this store
         self.idle = []  # pool/process: idle connections, most recently used last
         self.slots = {}  # thread: slot id -> idle connection of that thread
@@ -86,8 +90,9 @@ class Store:
         while True:
             stale = []
             try:
-                with self._cond:
-                    self._drain_orphans(stale)
+                with self._lock:
+                    if self.orphaned_slots:
+                        self._drain_orphans(stale)
                     record = self._wait(slot, stale, wait)
                     if record is None:
                         if reserve:
@@ -95,7 +100,8 @@ class Store:
                     else:
                         record.in_use = True
             finally:
-                self._close_all(stale)
+                if stale:
+                    self._close_all(stale)
             if record is None:
                 return None
             verdict = self._check(record)
@@ -130,7 +136,11 @@ class Store:
                 )
             # In slices: a thread that died holding a connection frees it only through
             # the garbage collector, which cannot notify (it must not take this lock).
-            self._cond.wait(min(remaining, 0.5))
+            self._waiting += 1
+            try:
+                self._cond.wait(min(remaining, 0.5))
+            finally:
+                self._waiting -= 1
             self._drain_orphans(stale)
 
     def _take_idle(self, slot):
@@ -152,16 +162,16 @@ class Store:
             return liveness.Verdict(False, "recycle:idle")
         if record.expires is not None and now >= record.expires:
             return liveness.Verdict(False, "recycle:age")
-        verdict = liveness.probe(record.raw, record.ssl)
+        verdict = record.checks.probe()
         if verdict.alive and options.ping_after is not None:
             if now - record.last_used >= options.ping_after:
-                with self._cond:
+                with self._lock:
                     self._counters.pings += 1
                 verdict = liveness.ping(record.raw, self.is_psycopg3)
         return verdict
 
     def _lend(self, record, reused, holder, borrow=False):
-        with self._cond:
+        with self._lock:
             record.in_use = True
             record.holder = holder
             if borrow:
@@ -175,7 +185,7 @@ class Store:
     def opened(self, record, in_use=True, connect_seconds=0.0, borrow=False):
         """A connection the caller opened with a reservation from ``acquire``/``reserve``."""
         to_close = []
-        with self._cond:
+        with self._lock:
             self.opening -= 1
             self._counters.opened += 1
             self._counters.connect_seconds += connect_seconds
@@ -194,14 +204,14 @@ class Store:
 
     def open_failed(self):
         """A reserved slot's connect failed: free the slot, count the failure."""
-        with self._cond:
+        with self._lock:
             self.opening -= 1
             self._counters.connect_failures += 1
             self._cond.notify()
 
     def reserve(self):
         """Take a reservation for a replacement connection if there is room (no waiting)."""
-        with self._cond:
+        with self._lock:
             if self.retired or not self._has_room():
                 return False
             self.opening += 1
@@ -222,7 +232,7 @@ class Store:
         elif options.max_uses is not None and record.uses >= options.max_uses:
             reason = "uses"
         to_close = []
-        with self._cond:
+        with self._lock:
             record.in_use = False
             record.holder = None
             record.last_used = now
@@ -238,8 +248,10 @@ class Store:
                 else:
                     self._counters.closed += 1  # its store was retired meanwhile
             self._sweep(now, to_close)
-            self._drain_orphans(to_close)
-            self._cond.notify_all()
+            if self.orphaned_slots:
+                self._drain_orphans(to_close)
+            if self._waiting:
+                self._cond.notify_all()
         if reason:
             logger.debug(
                 "recycling backend %s of '%s' (%s: age %.0fs, %d uses)",
@@ -249,7 +261,8 @@ class Store:
                 record.age(now),
                 record.uses,
             )
-        self._close_all(to_close)
+        if to_close:
+            self._close_all(to_close)
         return reason
 
     def _put_idle(self, record, to_close):
@@ -319,7 +332,7 @@ class Store:
 
     def discard(self, record, reason=None, detail="", counter=None):
         """Drop a connection for good: dead (``reason``), recycled, or closed on request."""
-        with self._cond:
+        with self._lock:
             self.records.discard(record)
             record.in_use = False
             if reason and reason.startswith("recycle:"):
@@ -345,7 +358,7 @@ class Store:
     def housekeep(self):
         """Close idle connections past ``idle_timeout``/``max_age`` (never busy ones)."""
         to_close = []
-        with self._cond:
+        with self._lock:
             self._sweep(time.monotonic(), to_close)
             self._drain_orphans(to_close)
             if to_close:
@@ -355,7 +368,7 @@ class Store:
 
     def close_idle(self):
         """Close every idle connection (``connection.close()``, ``close_all()``)."""
-        with self._cond:
+        with self._lock:
             to_close = self._idle_records()
             for record in to_close:
                 self._remove_idle(record)
@@ -367,13 +380,13 @@ class Store:
 
     def retire(self):
         """The settings changed: close idle connections now, busy ones when returned."""
-        with self._cond:
+        with self._lock:
             self.retired = True
         return self.close_idle()
 
     def settled(self):
         """Retired with nothing left open (registry stops draining it)."""
-        with self._cond:
+        with self._lock:
             return self.retired and not self.records and not self.opening
 
     def orphan_slot(self, slot):
@@ -388,24 +401,24 @@ class Store:
     # -- counters, statistics ------------------------------------------------------------
     def count(self, name, key=None, amount=1):
         """Add to one of the store's counters (see counters.py), under its lock."""
-        with self._cond:
+        with self._lock:
             self._counters.add(name, key, amount)
 
     def note_leak(self, path):
         """Count a transaction leaked by ``path``; True if it is that path's first."""
-        with self._cond:
+        with self._lock:
             return self._counters.note_leak(path)
 
     def first_connection(self):
         """True once per store: its first connection is open (time for the runtime checks)."""
-        with self._cond:
+        with self._lock:
             first, self._budget_checked = not self._budget_checked, True
         return first
 
     def snapshot(self):
         """The store's counters and connections as a dict (``stats()``)."""
         now = time.monotonic()
-        with self._cond:
+        with self._lock:
             records = sorted(self.records, key=lambda r: r.created)
             data = self._counters.as_dict()
             in_use = sum(1 for r in records if r.in_use)

@@ -16,8 +16,8 @@ PACKAGE_DIR = Path(__file__).resolve().parents[2] / PACKAGE
 #: Lowest first.
 LAYERS = [
     # Leaves: no import of the package.
-    ("counters", "cursors", "deployment", "liveness", "record", "request_context", "sessionstate"),
-    ("environment", "pgbouncer", "prepared"),
+    ("counters", "cursors", "deployment", "liveness", "request_context", "sessionstate"),
+    ("environment", "pgbouncer", "prepared", "record"),
     ("options",),
     ("stores",),
     ("registry",),
