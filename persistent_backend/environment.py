@@ -98,19 +98,31 @@ def default_max_size(options, shape):
 
     With ``lend: "transaction"`` a thread holds a connection only while a statement or a
     transaction runs, a small part of a request: the default bound is a quarter of the
-    threads (at least 2), so the pool cannot grow to one connection per thread on a burst
-    and keep them (docs/backend.md, "Lending per transaction").
+    threads, but up to 4 when that is at most half of them (``lend_max_size``), so the
+    pool cannot grow to one connection per thread on a burst and keep them
+    (docs/backend.md, "Lending per transaction").
     """
     if options.max_size is not None:
         return options.max_size
     threads = shape.threads or options.threads or 10
     if options.lend == "transaction":
-        return max(LEND_MIN_SIZE, math.ceil(threads / LEND_THREADS_PER_CONNECTION))
+        return lend_max_size(threads)
     return threads
 
 
-LEND_THREADS_PER_CONNECTION = 4
+def lend_max_size(threads):
+    """The lending pool's default bound for ``threads`` threads (8: 4, 16: 4, 32: 8).
+
+    A quarter of the threads is the aim, but under the GIL a thread that holds a lent
+    connection can wait several switch intervals before it gives it back, and with 2
+    connections the threads of a 1x8 daemon queue for them (``./deploy.sh bench --set
+    performance``). So: at least 2, at least a quarter, and 4 where 4 is no more than
+    half of the threads."""
+    return max(LEND_MIN_SIZE, min(LEND_SMALL_POOL, math.ceil(threads / 2)), math.ceil(threads / 4))
+
+
 LEND_MIN_SIZE = 2
+LEND_SMALL_POOL = 4
 
 
 DEFAULT_HOUSEKEEPING = 30.0

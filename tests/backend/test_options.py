@@ -135,13 +135,16 @@ def test_auto_under_asgi_becomes_a_pool(settings, persistent, monkeypatch):
 @pytest.mark.parametrize(
     "shape, max_size",
     [
-        (ServerShape("mod_wsgi", 1, 8), 2),
+        (ServerShape("mod_wsgi", 1, 8), 4),
         (ServerShape("mod_wsgi", 2, 16), 4),
         (ServerShape("mod_wsgi", 1, 25), 7),
         (ServerShape("mod_wsgi", 1, 4), 2),
-        (ServerShape("asgi"), 3),
+        (ServerShape("mod_wsgi", 1, 2), 2),
+        (ServerShape("asgi"), 4),
     ],
 )
-def test_lending_per_transaction_bounds_the_pool_at_a_quarter_of_the_threads(shape, max_size):
+def test_lending_per_transaction_bounds_the_pool_at_half_to_a_quarter_of_the_threads(
+    shape, max_size
+):
     assert default_max_size(options(lend="transaction"), shape) == max_size
     assert default_max_size(options(lend="transaction", max_size=8), shape) == 8
