@@ -27,8 +27,6 @@ cursor of the connection borrowed for it (``pinning.SessionMixin.persistent_rebi
 
 import os
 
-from persistent_backend import liveness
-
 
 class LentConnection:
     """``DatabaseWrapper.connection`` while lent (a non-data descriptor: an instance that
@@ -72,7 +70,7 @@ class LendingMixin:
             or self.persistent_pinned is not None
             or self.persistent_held is not None
             or record.owner_pid != os.getpid()
-            or record.checks.transaction_status() != liveness.TRANSACTION_IDLE
+            or record.checks.in_transaction()
         ):
             return
         self.persistent_record = None

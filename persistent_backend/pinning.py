@@ -84,16 +84,6 @@ class SessionMixin:
         elif drop and not pinned.drop:
             self.persistent_pinned = Pin(pinned.reason, True)
 
-    def persistent_in_transaction(self):
-        """Is a transaction open (``atomic()``, autocommit off, or a hand-written ``BEGIN``)?"""
-        if self.in_atomic_block or not self.autocommit:
-            return True
-        record = self.persistent_record
-        raw = self.connection
-        if record is not None and record.raw is raw:
-            return record.checks.in_transaction()
-        return liveness.transaction_status(raw) != liveness.TRANSACTION_IDLE
-
     def persistent_before_statement(self, cursor_wrapper, sql):
         """Before sending: move a dead connection if allowed, note session state.
 
