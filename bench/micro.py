@@ -7,9 +7,10 @@ for psycopg2 and psycopg 3:
 * ``connect_ms``: connect + close, median of ``--connects`` attempts;
 * ``select1_us``: one ``SELECT 1`` round trip on an open connection (execute + fetch),
   median of ``--queries``;
-* ``probe_us``: persistent_backend's check before reusing an idle connection
-  (``liveness.probe``: libpq status, transaction status, a zero-timeout ``poll()``; no
-  round trip), median over batches of ``--probes`` calls;
+* ``probe_us``: persistent_backend's check before reusing an idle connection and
+  before each statement outside a transaction (``liveness.Checks.probe``, as a kept
+  connection's record holds it: libpq status, transaction status, a zero-timeout
+  ``poll()``; no round trip), median over batches of ``--probes`` calls;
 * ``lend_us``: with ``lend: "transaction"`` (persistent_backend/lending.py), what each
   statement adds: its connection goes back to a pool store and is borrowed again
   (``Store.checkin(lend=True)`` + ``Store.acquire(borrow=True)``, the probe included),
@@ -78,10 +79,11 @@ def measure(driver, cluster, connects, queries, probes):
             cursor.fetchone()
             round_trips.append(time.perf_counter() - start)
         batches = []
+        checks = liveness.Checks(conn)
         for _ in range(20):
             start = time.perf_counter()
             for _ in range(probes):
-                verdict = liveness.probe(conn)
+                verdict = checks.probe()
             batches.append((time.perf_counter() - start) / probes)
             assert verdict.alive, verdict
         lend_us = measure_lend(driver, conn, probes)
