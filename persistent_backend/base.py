@@ -336,4 +336,6 @@ class DatabaseWrapper(LendingMixin, ReturnMixin, SessionMixin, base.DatabaseWrap
         if liveness.transaction_status(raw) == liveness.TRANSACTION_INERROR:
             return False
         record = self.persistent_record
-        return liveness.probe(raw, record.ssl if record else liveness.ssl_in_use(raw)).alive
+        if record is not None and record.raw is raw:
+            return record.checks.probe().alive
+        return liveness.probe(raw, liveness.ssl_in_use(raw)).alive

@@ -172,13 +172,9 @@ def socket_verdict(fd, ssl=False):
 
 
 def probe(raw, ssl=False):
-    """Zero-round-trip verdict for an idle connection (status, transaction, socket)."""
-    if not status_ok(raw):
-        return Verdict(False, "broken", "libpq reports the connection as bad")
-    tx = transaction_status(raw)
-    if tx not in TRANSACTION_STATES_AT_REST:
-        return Verdict(False, "broken", f"transaction status {tx}")
-    return socket_verdict(fileno(raw), ssl)
+    """Zero-round-trip verdict for an idle connection (status, transaction, socket): the
+    one-off form of ``Checks(raw, ssl).probe()``."""
+    return Checks(raw, ssl).probe()
 
 
 class Checks:
@@ -204,13 +200,8 @@ class Checks:
             self._poller.register(fd, select.POLLIN | select.POLLPRI)
 
     def transaction_status(self):
-        """``PQtransactionStatus`` as an int (no I/O); UNKNOWN if it cannot be read."""
-        try:
-            if self._psycopg3:
-                return int(self.raw.pgconn.transaction_status)
-            return self.raw.get_transaction_status()
-        except Exception:
-            return TRANSACTION_UNKNOWN
+        """``transaction_status(raw)`` (when a connection is returned; not per statement)."""
+        return transaction_status(self.raw)
 
     def in_transaction(self):
         """Is the session inside a transaction block (or its status unknown)? No I/O."""
@@ -222,7 +213,7 @@ class Checks:
             return True  # unknown: treated as a transaction (nothing moves)
 
     def probe(self):
-        """``probe(raw, ssl)``."""
+        """Zero-round-trip verdict for an idle connection (status, transaction, socket)."""
         raw = self.raw
         try:
             if self._psycopg3:

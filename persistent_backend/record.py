@@ -24,7 +24,6 @@ class Record:
         "store",
         "backend_pid",
         "application_name",
-        "ssl",
         "checks",
         "isolation_level",
         "owner_pid",
@@ -46,8 +45,7 @@ class Record:
         self.store = store
         self.backend_pid = backend_pid
         self.application_name = application_name
-        self.ssl = ssl
-        self.checks = Checks(raw, ssl)  # probe() and transaction_status(), bound once
+        self.checks = Checks(raw, ssl)  # probe() and in_transaction(), bound once (TLS or not)
         self.isolation_level = isolation_level
         self.owner_pid = os.getpid()
         self.created = now

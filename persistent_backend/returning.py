@@ -48,12 +48,12 @@ class ReturnMixin:
     def _clean(self, record, raw):
         """Leave the connection as a new one would be; False if it must be dropped."""
         store = record.store
-        checks = record.checks if record.raw is raw else liveness.Checks(raw, record.ssl)
+        checks = record.checks  # record.raw is raw: connect() and _detach() set both
         if not liveness.status_ok(raw):
             store.discard(record, reason="broken", detail="connection lost during the request")
             return False
         if self.errors_occurred:
-            verdict = record.checks.probe()
+            verdict = checks.probe()
             if not verdict.alive:
                 store.discard(record, reason=verdict.reason or "broken", detail=verdict.detail)
                 return False
