@@ -1,6 +1,7 @@
-"""The zero-round-trip probe: ``liveness.Checks`` (bound once per kept connection, the hot
-path) answers exactly as the module's ``probe()`` does, on real connections of the driver
-this run uses, in every state a kept connection can be found in."""
+"""The zero-round-trip probe on real connections of the driver this run uses, in every state
+a kept connection can be found in: bound once while the connection was alive
+(``liveness.Checks``, as a kept connection's record holds it) and made for one call
+(``liveness.probe()``), the verdict is the same and right."""
 
 import select
 
