@@ -15,6 +15,7 @@ Works for psycopg2 and psycopg 3: both expose ``info.status``, ``info.transactio
 ``info.backend_pid`` and ``fileno()``.
 """
 
+import ctypes
 import select
 import socket
 import struct
@@ -44,6 +45,32 @@ class Verdict:
 
 
 ALIVE = Verdict(True)
+
+
+class _PollFd(ctypes.Structure):
+    """libc's ``struct pollfd``."""
+
+    _fields_ = [("fd", ctypes.c_int), ("events", ctypes.c_short), ("revents", ctypes.c_short)]
+
+
+def _poll_holding_gil():
+    """libc's ``poll()`` called without releasing the GIL (``ctypes.PyDLL``), or None.
+
+    ``select.poll().poll(0)`` releases the GIL around the system call, as every call that
+    may block does. With a zero timeout it never blocks, but in a threaded daemon each
+    release can hand the GIL to another thread and costs this one a wake-up and a wait to
+    get it back, several times per request (docs/performance.md: "The probe and the
+    GIL")."""
+    try:
+        poll = ctypes.PyDLL(None).poll
+    except (OSError, AttributeError):  # no libc poll() to call (not a POSIX system)
+        return None
+    # No argtypes: called with a byref() and two small ints, ctypes' defaults are right
+    # and cheaper per call than converting through declared types.
+    return poll
+
+
+_POLL = _poll_holding_gil()
 
 
 _IS_PSYCOPG3 = {}  # connection class -> made by psycopg 3
@@ -182,20 +209,26 @@ class Checks:
 
     The same answers as the module's functions, for the hot path: a kept connection is
     probed before every statement outside a transaction, so its driver is told apart and
-    its socket registered with a ``poll`` object once, when it is opened (a connection's
-    socket never changes; a closed one is caught by libpq's status first). Only a
-    readable socket, which is rare, goes the slow way (``socket_verdict`` peeks at it).
+    its socket's ``struct pollfd`` built once, when it is opened (a connection's socket
+    never changes; a closed one is caught by libpq's status first). The zero-timeout
+    ``poll()`` keeps the GIL (``_poll_holding_gil``). Only a readable socket, which is
+    rare, goes the slow way (``socket_verdict`` peeks at it).
     """
 
-    __slots__ = ("raw", "ssl", "_psycopg3", "_poller")
+    __slots__ = ("raw", "ssl", "_psycopg3", "_pollfd", "_pollfd_ref", "_poller")
 
     def __init__(self, raw, ssl=False):
         self.raw = raw
         self.ssl = ssl
         self._psycopg3 = _is_psycopg3(raw)
-        self._poller = None
+        self._pollfd = self._pollfd_ref = self._poller = None
         fd = fileno(raw)
-        if fd >= 0:
+        if fd < 0:
+            return
+        if _POLL is not None:
+            self._pollfd = _PollFd(fd, select.POLLIN | select.POLLPRI, 0)
+            self._pollfd_ref = ctypes.byref(self._pollfd)
+        else:
             self._poller = select.poll()
             self._poller.register(fd, select.POLLIN | select.POLLPRI)
 
@@ -229,10 +262,13 @@ class Checks:
             return Verdict(False, "broken", "libpq reports the connection as bad")
         if tx not in TRANSACTION_STATES_AT_REST:
             return Verdict(False, "broken", f"transaction status {tx}")
-        if self._poller is not None:
+        if self._pollfd_ref is not None:
+            if _POLL(self._pollfd_ref, 1, 0) == 0:
+                return ALIVE  # nothing to read: the common case (-1, an error: the slow way)
+        elif self._poller is not None:
             try:
                 if not self._poller.poll(0):
-                    return ALIVE  # nothing to read: the common case
+                    return ALIVE
             except OSError:
                 pass  # the slow way says why
         return socket_verdict(fileno(raw), self.ssl)

@@ -11,6 +11,24 @@ from django.db import connection
 from persistent_backend import liveness
 
 
+@pytest.fixture(autouse=True, params=["libc", "select"])
+def poll_path(request, monkeypatch):
+    """Every test twice: ``Checks`` polling through libc's ``poll()`` with the GIL held (the
+    path taken on Linux) and through ``select.poll`` (where libc's cannot be called)."""
+    if request.param == "select":
+        monkeypatch.setattr(liveness, "_POLL", None)
+    return request.param
+
+
+def test_checks_poll_through_libc_holding_the_gil_on_linux(raw, poll_path):
+    checks = liveness.Checks(raw)
+    if poll_path == "libc":
+        assert liveness._POLL is not None and checks._pollfd.fd == raw.fileno()
+        assert checks._poller is None
+    else:
+        assert checks._pollfd is None and checks._poller is not None
+
+
 @pytest.fixture
 def raw():
     """A driver connection of its own (not one of the store's), autocommit like Django's."""
