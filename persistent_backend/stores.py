@@ -1,7 +1,14 @@
 """Where connections wait between requests: one store per database alias and process.
 
 * ``pool``: a bounded LIFO list shared by the threads of the process; a request that finds
-  every connection busy and the pool full waits up to ``checkout_timeout``.
+  every connection busy and the pool full waits up to ``checkout_timeout``, in line. A
+  returned connection wakes the oldest waiting checkout unless one woken earlier has not
+  run yet (a checkout that finds more idle connections than it needs wakes the next), and
+  one that finds it taken meanwhile keeps its place in line and gets the next connection
+  returned handed over. Only then: under the GIL, the thread that returned a connection
+  often needs it again before the woken one runs, and a hand-off every time would make
+  every statement of a lending request wait its turn; waking every waiter, or one per
+  return, spends the CPU on threads that find nothing.
 * ``process``: the same with one connection, so even a threaded server never lets two
   threads use it at once (the second waits; a system check reports the misconfiguration).
 * ``thread``: one connection per thread (per Django connection object), unbounded.
@@ -42,6 +49,29 @@ class Wait:
         self.deadline = None
 
 
+class Waiter:
+    """A checkout in line for a connection, woken once by the store (under its lock) when a
+    connection went idle, a place to open one was freed, or (``hungry``: it was woken
+    before and found nothing) with a connection handed over (``record``)."""
+
+    __slots__ = ("_signal", "woken", "hungry", "record")
+
+    def __init__(self, hungry):
+        self._signal = threading.Lock()
+        self._signal.acquire()
+        self.woken = False
+        self.hungry = hungry
+        self.record = None
+
+    def wake(self, record=None):
+        self.woken = True
+        self.record = record
+        self._signal.release()
+
+    def wait(self, timeout):
+        self._signal.acquire(timeout=timeout)
+
+
 class Store:
     """One alias's kept connections in one process, behind one private lock (see the module)."""
 
@@ -61,11 +91,11 @@ class Store:
         self.housekeeping = environment.housekeeping_interval(options, shape)
         self.owner_pid = os.getpid()
         self.created = time.monotonic()
-        # One private lock; the condition on it wakes checkouts that wait for a connection.
-        # Plain ``with self._lock`` (a C-level context manager) on the hot path.
+        # One private lock. Plain ``with self._lock`` (a C-level context manager) on the
+        # hot path; checkouts that wait queue up in ``_waiters`` (oldest first).
         self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
-        self._waiting = 0  # checkouts waiting on the condition (none: nothing to notify)
+        self._waiters = deque()
+        self._woken = 0  # waiters woken that have not taken the lock again yet
         self.records = set()  # every open connection of this store
         self.idle = []  # pool/process: idle connections, most recently used last
         self.slots = {}  # thread: slot id -> idle connection of that thread
@@ -113,9 +143,12 @@ class Store:
     def _wait(self, slot, stale, wait):
         """Under the lock: an idle connection, or None when there is room to open one."""
         waited_since = None  # this round (the counters add up rounds)
+        woken_before = False
         while True:
             record = self._take_idle(slot)
             if record is not None or self._has_room():
+                if self.idle and self._waiters and not self._woken:
+                    self._wake_next()  # more idle than this checkout needs: pass it on
                 if waited_since is not None:
                     self._counters.checkout_wait_seconds += time.monotonic() - waited_since
                 return record
@@ -135,12 +168,32 @@ class Store:
                     f"max_size {self.max_size}, {self._in_use()} in use)"
                 )
             # In slices: a thread that died holding a connection frees it only through
-            # the garbage collector, which cannot notify (it must not take this lock).
-            self._waiting += 1
+            # the garbage collector, which cannot wake anyone (it must not take this lock).
+            waiter = Waiter(hungry=woken_before)
+            if woken_before:
+                self._waiters.appendleft(waiter)  # woken for nothing: keeps its place
+            else:
+                self._waiters.append(waiter)
+            self._lock.release()
+            interrupted = True
             try:
-                self._cond.wait(min(remaining, 0.5))
+                waiter.wait(min(remaining, 0.5))
+                interrupted = False
             finally:
-                self._waiting -= 1
+                self._lock.acquire()  # held again, as the caller's ``with`` expects
+                if not waiter.woken:
+                    self._waiters.remove(waiter)
+                else:
+                    self._woken -= 1
+                    if interrupted:  # its wake-up, or connection, goes to the next in line
+                        if waiter.record is not None:
+                            self._put_idle(waiter.record, stale)
+                        elif self._waiters:
+                            self._wake_next()
+            if waiter.record is not None:
+                self._counters.checkout_wait_seconds += time.monotonic() - waited_since
+                return waiter.record
+            woken_before = waiter.woken
             self._drain_orphans(stale)
 
     def _take_idle(self, slot):
@@ -197,7 +250,6 @@ class Store:
                 self.records.add(record)
             if not in_use and not self.retired:
                 self._put_idle(record, to_close)
-                self._cond.notify()
         self._close_all(to_close)
         if in_use:
             self._lend(record, reused=False, holder=record.slot, borrow=borrow)
@@ -207,7 +259,7 @@ class Store:
         with self._lock:
             self.opening -= 1
             self._counters.connect_failures += 1
-            self._cond.notify()
+            self._wake_for_room()
 
     def reserve(self):
         """Take a reservation for a replacement connection if there is room (no waiting)."""
@@ -250,8 +302,8 @@ class Store:
             self._sweep(now, to_close)
             if self.orphaned_slots:
                 self._drain_orphans(to_close)
-            if self._waiting:
-                self._cond.notify_all()
+            if self._waiters:
+                self._wake_for_room()
         if reason:
             logger.debug(
                 "recycling backend %s of '%s' (%s: age %.0fs, %d uses)",
@@ -266,6 +318,7 @@ class Store:
         return reason
 
     def _put_idle(self, record, to_close):
+        """Under the lock: to the oldest waiting checkout if any (pool, process), else idle."""
         if self.mode == "thread":
             previous = self.slots.get(record.slot)
             if previous is not None and previous is not record:
@@ -274,8 +327,29 @@ class Store:
                 self._counters.closed += 1
                 to_close.append(previous)
             self.slots[record.slot] = record
+        elif self._waiters and self._waiters[0].hungry:
+            record.in_use = True  # no more barging past a checkout that lost once
+            self._wake_next(record)
         else:
+            record.in_use = False
             self.idle.append(record)
+            if self._waiters and not self._woken:
+                self._wake_next()
+
+    def _wake_next(self, record=None):
+        """Under the lock: wake the oldest waiting checkout (handing it ``record``)."""
+        self._woken += 1
+        self._waiters.popleft().wake(record)
+
+    def _wake_for_room(self):
+        """Under the lock: connections were closed or not opened; as many waiting checkouts
+        as there is room for now, oldest first, go and open one (not a stampede)."""
+        waiters = self._waiters
+        if waiters and self.max_size is not None:
+            room = self.max_size - len(self.records) - self.opening
+            while waiters and room > 0:
+                self._wake_next()
+                room -= 1
 
     def _idle_records(self):
         return list(self.slots.values()) if self.mode == "thread" else list(self.idle)
@@ -343,7 +417,7 @@ class Store:
                 self._counters.add("discards", counter)
             else:
                 self._counters.closed += 1
-            self._cond.notify_all()
+            self._wake_for_room()
         if reason and not reason.startswith("recycle:"):
             logger.info(
                 "discarding dead connection to '%s' (backend %s, %s%s); the next use reconnects",
@@ -362,7 +436,7 @@ class Store:
             self._sweep(time.monotonic(), to_close)
             self._drain_orphans(to_close)
             if to_close:
-                self._cond.notify_all()
+                self._wake_for_room()
         self._close_all(to_close)
         return len(to_close)
 
@@ -374,7 +448,7 @@ class Store:
                 self._remove_idle(record)
             self._counters.closed += len(to_close)
             self._drain_orphans(to_close)
-            self._cond.notify_all()
+            self._wake_for_room()
         self._close_all(to_close)
         return len(to_close)
 
@@ -434,6 +508,7 @@ class Store:
                 in_use=in_use,
                 idle=len(records) - in_use,
                 opening=self.opening,
+                waiting=len(self._waiters),
                 size=len(records),
                 max_size=self.max_size,
                 housekeeping_seconds=self.housekeeping,

@@ -1,10 +1,11 @@
 """Point 5 (threads never share a connection) and pool waits / timeouts (point 9)."""
 
 import gc
+import sys
 import threading
 
 import pytest
-from django.db import connection
+from django.db import close_old_connections, connection
 from django.db.utils import OperationalError
 
 from persistent_backend import CheckoutTimeout
@@ -89,6 +90,80 @@ def test_pool_waiter_gets_the_returned_connection(site, persistent):
         assert len(results) == 1 and results[0]["info"]["reused"] is True
         assert stats["opened"] == 1 and stats["checkout_timeouts"] == 0
         assert stats["checkout_wait_seconds"] > 0
+
+
+def test_a_checkout_that_lost_a_returned_connection_gets_the_next_one_handed_over(persistent):
+    """A returned connection wakes the oldest waiter but stays up for grabs: under the GIL
+    the returning thread often takes it again first. A waiter that lost it that way is
+    next handed the connection directly, so no checkout starves behind busy threads."""
+    with persistent(mode="pool", max_size=1, checkout_timeout=60):
+        connection.ensure_connection()
+        record = connection.persistent_record
+        results = {}
+
+        def waiter():
+            from django.db import connection as own  # this thread's own wrapper
+
+            own.ensure_connection()
+            results["record"] = own.persistent_record
+            results["waits"] = default_stats()["checkout_waits"]
+            close_old_connections()
+
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        wait_until(lambda: default_stats()["waiting"] == 1, message="waiter in line")
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(60)  # the woken waiter cannot run before this thread blocks
+        try:
+            close_old_connections()  # returned: the waiter is woken...
+            connection.ensure_connection()  # ...but this thread takes it back first
+        finally:
+            sys.setswitchinterval(interval)
+        assert connection.persistent_record is record
+        wait_until(lambda: default_stats()["waiting"] == 1, message="waiter in line again")
+        close_old_connections()  # handed over: not left idle for another thread to grab
+        stats = default_stats()
+        assert (stats["idle"], stats["in_use"], stats["waiting"]) == (0, 1, 0)
+        thread.join(30)
+        assert results["record"] is record
+        assert results["waits"] == 1  # one checkout that waited, woken twice
+        assert default_stats()["checkout_timeouts"] == 0
+
+
+def test_a_returned_connection_wakes_one_waiter_until_that_one_has_run(persistent):
+    """Not a stampede: one return wakes the oldest waiter, and further returns wake nobody
+    else while it has not run yet (it will take what is idle then)."""
+    with persistent(mode="pool", max_size=1, checkout_timeout=60):
+        connection.ensure_connection()
+        served = []
+
+        def waiter():
+            from django.db import connection as own
+
+            own.ensure_connection()
+            served.append(own.persistent_record.backend_pid)
+            close_old_connections()
+
+        threads = [threading.Thread(target=waiter) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: default_stats()["waiting"] == 3, message="three waiters in line")
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(60)  # no woken waiter runs before this thread blocks
+        try:
+            close_old_connections()
+            after_first = default_stats()["waiting"]
+            connection.ensure_connection()
+            close_old_connections()
+            after_second = default_stats()["waiting"]
+        finally:
+            sys.setswitchinterval(interval)
+        assert (after_first, after_second) == (2, 2)
+        for thread in threads:
+            thread.join(30)
+        stats = default_stats()
+        assert len(served) == 3 and len(set(served)) == 1  # all served, one connection
+        assert (stats["checkout_timeouts"], stats["opened"]) == (0, 1)
 
 
 def test_pool_checkout_timeout_is_a_clear_503(site, persistent, caplog):
