@@ -3,8 +3,10 @@
 Order: for each round, for each variant, for each configuration: start the site, then
 for each page: one check request, warm-up load, then the measured load while sampling
 pg_stat_activity, with pg_stat_statements read just before and just after. Every
-configuration therefore runs once per round, in the same order (A B C ... A B C ...),
-so drift of the machine over the run hits all of them alike.
+configuration runs once per round, and each round starts one configuration later
+(A B C, B C A, C A B, ...): drift of the machine over the run hits all of them alike,
+and so does whatever favours a place in the round (the first after the previous
+variant's servers stopped, the last before a checkpoint ...).
 """
 
 import sys
@@ -19,6 +21,13 @@ from bench.server import SiteUnderTest
 from bench.session import Session
 
 TOP_STATEMENTS = 8
+
+
+def round_order(configs, round_no):
+    """The configurations in the order round ``round_no`` (from 1) runs them: each round
+    starts one later, so over as many rounds as configurations each takes every place."""
+    shift = (round_no - 1) % len(configs) if configs else 0
+    return list(configs[shift:]) + list(configs[:shift])
 
 
 @dataclass
@@ -131,7 +140,7 @@ class Bench(Session):
 
     # -- the rounds --------------------------------------------------------------------
     def run(self):
-        """Every round: each variant, configuration and page, in the same order."""
+        """Every round: each variant, configuration and page (configurations rotated)."""
         opts = self.options
         configs = self.active_configs()
         page_list = self._pages()
@@ -139,7 +148,7 @@ class Bench(Session):
         progress = Progress(total, opts.warmup + opts.duration + 1.5)
         for round_no in range(1, opts.repeat + 1):
             for variant in opts.variants:
-                for config in configs:
+                for config in round_order(configs, round_no):
                     self._run_config(round_no, variant, config, page_list, progress)
         return self.runs
 

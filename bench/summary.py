@@ -1,6 +1,6 @@
 """Medians over rounds, and ratios paired round by round.
 
-Rounds are interleaved (A B C ... A B C ...), so a ratio is taken within each round (the
+Rounds are interleaved (A B C, B C A, ...), so a ratio is taken within each round (the
 two runs minutes apart, not half an hour) and then summarised by its median and its
 min-max over rounds.
 """

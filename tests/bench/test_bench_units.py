@@ -16,6 +16,7 @@ from bench.database import BackendSampler, statements_delta
 from bench.load import parse_output, wrk_command
 from bench.profiling import summarise_collapsed
 from bench.report import shape_text, variant_table
+from bench.runner import round_order
 from bench.summary import summarise
 from bench.targets import evaluate
 
@@ -384,3 +385,12 @@ def test_the_table_shows_mean_and_max_backends_and_only_measured_ratios():
     assert "| `persistent-pool-lend-transaction` | 98 |" in table
     assert "| 3.3 (max 6) |" in table and "| 31.5 (max 32) |" in table
     assert "x connect-per-request" not in table and "of /nodb/" not in table
+
+
+def test_each_round_starts_one_configuration_later_so_each_takes_every_place():
+    configs = ["a", "b", "c"]
+    orders = [round_order(configs, round_no) for round_no in range(1, 5)]
+    assert orders == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]
+    for place in range(3):
+        assert {order[place] for order in orders[:3]} == set(configs)
+    assert round_order([], 2) == []
