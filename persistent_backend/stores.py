@@ -85,8 +85,9 @@ class Store:
         self.is_psycopg3 = is_psycopg3
         self.max_size = {"process": 1, "pool": max_size}.get(mode)
         # lend "transaction" changes pool mode only: in process and thread modes the
-        # connection is the process's or the thread's anyway (lending.py).
-        self.lend = options.lend if mode == "pool" else "request"
+        # connection is the process's or the thread's anyway (lending.py), and in a daemon
+        # of one thread no other request could borrow it between two statements.
+        self.lend = options.lend if mode == "pool" and shape.threads != 1 else "request"
         self.lends_per_transaction = self.lend == "transaction"
         self.housekeeping = environment.housekeeping_interval(options, shape)
         self.owner_pid = os.getpid()

@@ -78,9 +78,12 @@ def test_invalid_lend_is_a_clear_error(bad, message):
         ("thread", ServerShape("other"), "request"),
         ("auto", ServerShape("mod_wsgi", 1, 8), "transaction"),  # a threaded daemon: pool
         ("auto", ServerShape("mod_wsgi", 2, 1), "request"),  # prefork: process
+        ("pool", ServerShape("mod_wsgi", 2, 1), "request"),  # one thread: nobody to lend to
+        ("pool", ServerShape("mod_wsgi", 2, 4), "transaction"),
+        ("pool", ServerShape("runserver", 1, 1), "request"),  # --nothreading
     ],
 )
-def test_lend_changes_pool_mode_only(monkeypatch, mode, shape, effective):
+def test_lend_changes_pool_mode_of_threaded_servers_only(monkeypatch, mode, shape, effective):
     monkeypatch.setattr(registry.environment, "detect_shape", lambda options: shape)
     settings_dict = {
         **connection.settings_dict,
