@@ -59,8 +59,8 @@ def _poll_holding_gil():
     ``select.poll().poll(0)`` releases the GIL around the system call, as every call that
     may block does. With a zero timeout it never blocks, but in a threaded daemon each
     release can hand the GIL to another thread and costs this one a wake-up and a wait to
-    get it back, several times per request (docs/performance.md: "The probe and the
-    GIL")."""
+    get it back, several times per request (docs/performance.md, "The probe gave the GIL
+    away")."""
     try:
         poll = ctypes.PyDLL(None).poll
     except (OSError, AttributeError):  # no libc poll() to call (not a POSIX system)

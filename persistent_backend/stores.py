@@ -1,14 +1,14 @@
 """Where connections wait between requests: one store per database alias and process.
 
 * ``pool``: a bounded LIFO list shared by the threads of the process; a request that finds
-  every connection busy and the pool full waits up to ``checkout_timeout``, in line. A
-  returned connection wakes the oldest waiting checkout unless one woken earlier has not
-  run yet (a checkout that finds more idle connections than it needs wakes the next), and
-  one that finds it taken meanwhile keeps its place in line and gets the next connection
-  returned handed over. Only then: under the GIL, the thread that returned a connection
-  often needs it again before the woken one runs, and a hand-off every time would make
-  every statement of a lending request wait its turn; waking every waiter, or one per
-  return, spends the CPU on threads that find nothing.
+  every connection busy and the pool full waits up to ``checkout_timeout``, in line
+  (``Waiter``). A returned connection goes idle and wakes the oldest waiter, unless one
+  woken earlier has not run yet (a checkout that finds more idle connections than it
+  needs wakes the next). Under the GIL the returning thread often takes the connection
+  again before the woken one runs: that waiter keeps its place, and the next connection
+  returned is handed to it directly. Handing every return over would make each statement
+  of a lending request wait its turn; waking every waiter spends the CPU on threads that
+  find nothing.
 * ``process``: the same with one connection, so even a threaded server never lets two
   threads use it at once (the second waits; a system check reports the misconfiguration).
 * ``thread``: one connection per thread (per Django connection object), unbounded.
@@ -142,7 +142,8 @@ class Store:
             self.discard(record, reason=verdict.reason, detail=verdict.detail)
 
     def _wait(self, slot, stale, wait):
-        """Under the lock: an idle connection, or None when there is room to open one."""
+        """Under the lock (released while it waits): an idle connection, or None when there
+        is room to open one."""
         waited_since = None  # this round (the counters add up rounds)
         woken_before = False
         while True:
@@ -319,7 +320,8 @@ class Store:
         return reason
 
     def _put_idle(self, record, to_close):
-        """Under the lock: to the oldest waiting checkout if any (pool, process), else idle."""
+        """Under the lock: idle (waking the oldest waiter), or handed to a waiter that lost
+        one before (pool, process); thread mode: its thread's slot."""
         if self.mode == "thread":
             previous = self.slots.get(record.slot)
             if previous is not None and previous is not record:
