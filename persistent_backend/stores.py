@@ -149,8 +149,7 @@ class Store:
         while True:
             record = self._take_idle(slot)
             if record is not None or self._has_room():
-                if self.idle and self._waiters and not self._woken:
-                    self._wake_next()  # more idle than this checkout needs: pass it on
+                self._pass_on()
                 if waited_since is not None:
                     self._counters.checkout_wait_seconds += time.monotonic() - waited_since
                 return record
@@ -193,6 +192,7 @@ class Store:
                         elif self._waiters:
                             self._wake_next()
             if waiter.record is not None:
+                self._pass_on()
                 self._counters.checkout_wait_seconds += time.monotonic() - waited_since
                 return waiter.record
             woken_before = waiter.woken
@@ -338,6 +338,13 @@ class Store:
             self.idle.append(record)
             if self._waiters and not self._woken:
                 self._wake_next()
+
+    def _pass_on(self):
+        """Under the lock, as a checkout leaves with what it needed: connections went idle
+        while the waiter woken for them had not run yet, so nobody else was woken; wake
+        the next."""
+        if self.idle and self._waiters and not self._woken:
+            self._wake_next()
 
     def _wake_next(self, record=None):
         """Under the lock: wake the oldest waiting checkout (handing it ``record``)."""
