@@ -149,7 +149,8 @@ class Store:
         while True:
             record = self._take_idle(slot)
             if record is not None or self._has_room():
-                self._pass_on()
+                if self._waiters:  # none: nothing to pass on (the hot path pays no call)
+                    self._pass_on()
                 if waited_since is not None:
                     self._counters.checkout_wait_seconds += time.monotonic() - waited_since
                 return record
