@@ -23,6 +23,7 @@ REFERENCE = "connect-per-request"  # the seed's "before": every ratio is taken a
 PGBOUNCER_PERSISTENT = "persistent_backend+pgbouncer"  # the path past one host
 UPPER_BOUND = "django-persistent"  # zero connect cost: what persistence can at best reach
 UPPER_BOUND_PSYCOPG3 = "django-persistent-psycopg3"  # the same on psycopg 3
+CONTROL = "django-persistent-control"  # UPPER_BOUND again: what identical code varies by
 LEND_TRANSACTION = "persistent-pool-lend-transaction"
 PREPARED = "persistent-prepared"
 NO_METRICS = "persistent-no-metrics"
@@ -183,6 +184,15 @@ CONFIGS = [
         engine="persistent_backend",
         persistent_mode="pool",
     ),
+    # Mid-matrix, so that in a round it runs as far from django-persistent as the
+    # configurations compared with it (runs take the matrix order, then rotate).
+    Config(
+        CONTROL,
+        "stock backend, CONN_MAX_AGE=None: django-persistent run a second time in each "
+        "round, whose ratio to it (identical code) shows how much the host alone moves a "
+        "ratio",
+        conn_max_age="none",
+    ),
     Config(
         LEND_TRANSACTION,
         "persistent_backend, mode pool, lend=transaction (a connection goes back to the "
@@ -244,7 +254,7 @@ CONFIG_SETS = {
         tuple(
             config.name
             for config in CONFIGS
-            if config.name not in {UPPER_BOUND_PSYCOPG3, LEND_TRANSACTION, PREPARED}
+            if config.name not in {UPPER_BOUND_PSYCOPG3, CONTROL, LEND_TRANSACTION, PREPARED}
         ),
     ),
     "performance": ConfigSet(
@@ -257,6 +267,7 @@ CONFIG_SETS = {
             persistent_name("process"),
             persistent_name("thread"),
             persistent_name("pool"),
+            CONTROL,
             LEND_TRANSACTION,
             PREPARED,
             NO_METRICS,

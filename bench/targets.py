@@ -9,6 +9,7 @@ configurations were not both run is not reported: it never passes by absence.
 
 from bench.configs import (
     CONFIGS_BY_NAME,
+    CONTROL,
     LEND_TRANSACTION,
     NO_METRICS,
     PGBOUNCER_PERSISTENT,
@@ -78,6 +79,7 @@ def evaluate(results):
         mode = variant.paired_mode
         ours = persistent_name(mode)
         tag = f"persistent_backend ({mode})"
+        lines.append(_control_line(table, name))
         if variant.threads == 1:
             lines.append(
                 _ratio_target(
@@ -113,6 +115,19 @@ def evaluate(results):
         lines.append(_metrics_line(table, meta, name, ours, tag))
         lines.append(_pgbouncer_line(table, rows, name, ours))
     return [line for line in lines if line is not None]
+
+
+def _control_line(table, variant):
+    """Django's persistent connections against themselves: the ratio identical code gets
+    in this run, so a target can be read against what the host alone does to a ratio."""
+    ratio = _items_ratio(table, variant, CONTROL, UPPER_BOUND)
+    if ratio is None:
+        return None
+    text = (
+        f"control: {CONTROL} vs {UPPER_BOUND}, identical code: "
+        f"{_ratio_text(ratio, digits=FINE)}: what the host alone did to a ratio in this run"
+    )
+    return _line("info", variant, text, ratio["median"], ratio)
 
 
 def _match_line(table, variant, ours, tag):

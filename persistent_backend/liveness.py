@@ -234,7 +234,27 @@ class Checks:
 
     def transaction_status(self):
         """``transaction_status(raw)`` (when a connection is returned; not per statement)."""
-        return transaction_status(self.raw)
+        try:
+            if self._psycopg3:
+                return int(self.raw.pgconn.transaction_status)
+            return self.raw.get_transaction_status()
+        except Exception:
+            return TRANSACTION_UNKNOWN
+
+    def status(self):
+        """The transaction status, or None when libpq reports the connection as bad (no
+        I/O): ``status_ok()`` and ``transaction_status()`` in one call."""
+        raw = self.raw
+        try:
+            if self._psycopg3:
+                pgconn = raw.pgconn
+                if not raw.closed and pgconn.status == CONNECTION_OK:
+                    return int(pgconn.transaction_status)
+            elif not raw.closed and raw.info.status == CONNECTION_OK:
+                return raw.get_transaction_status()
+        except Exception:
+            pass
+        return None
 
     def in_transaction(self):
         """Is the session inside a transaction block (or its status unknown)? No I/O."""

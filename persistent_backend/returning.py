@@ -49,7 +49,8 @@ class ReturnMixin:
         """Leave the connection as a new one would be; False if it must be dropped."""
         store = record.store
         checks = record.checks  # record.raw is raw: connect() and _detach() set both
-        if not liveness.status_ok(raw):
+        status = checks.status()
+        if status is None:
             store.discard(record, reason="broken", detail="connection lost during the request")
             return False
         if self.errors_occurred:
@@ -57,19 +58,20 @@ class ReturnMixin:
             if not verdict.alive:
                 store.discard(record, reason=verdict.reason or "broken", detail=verdict.detail)
                 return False
-        wanted = self.settings_dict["AUTOCOMMIT"]
-        status = checks.transaction_status()
         if status not in liveness.TRANSACTION_STATES_AT_REST:
             # A command still running (an unread result, a COPY): not worth untangling.
             store.discard(record, counter="busy")
             return False
+        sent = False  # a ROLLBACK or a reset was sent: check the status it left
         if status != liveness.TRANSACTION_IDLE:
             self._note_leak(record, status)
+            sent = True
             if not raw.autocommit:
                 raw.rollback()
             if checks.transaction_status() != liveness.TRANSACTION_IDLE:
                 with raw.cursor() as cursor:
                     cursor.execute("ROLLBACK")
+        wanted = self.settings_dict["AUTOCOMMIT"]
         if raw.autocommit != wanted:
             raw.autocommit = wanted
         pinned = self.persistent_pinned
@@ -77,8 +79,9 @@ class ReturnMixin:
             store.discard(record, counter="pinned")  # state DISCARD ALL cannot undo
             return False
         if pinned is not None or store.options.reset == "discard":
+            sent = True
             self._reset_session(store, raw, pinned=pinned is not None)
-        if checks.transaction_status() != liveness.TRANSACTION_IDLE:
+        if sent and checks.transaction_status() != liveness.TRANSACTION_IDLE:
             store.discard(record, counter="reset_failed")
             return False
         return True

@@ -61,6 +61,7 @@ def test_a_live_idle_connection_is_alive_both_ways(raw):
     assert by_module == bound == liveness.ALIVE
     checks = liveness.Checks(raw)
     assert checks.transaction_status() == liveness.TRANSACTION_IDLE
+    assert checks.status() == liveness.TRANSACTION_IDLE
     assert checks.in_transaction() is False
 
 
@@ -80,12 +81,15 @@ def test_a_connection_closed_by_the_client_is_broken_both_ways(raw):
     assert by_module == bound
     assert not bound.alive and bound.reason == "broken"
     assert checks.in_transaction() is True  # unknown counts as a transaction: nothing moves
+    assert checks.status() is None  # what a returned connection is discarded for
+    assert checks.transaction_status() == liveness.transaction_status(raw)
 
 
 def test_an_open_transaction_is_at_rest_and_reported(raw):
     checks = liveness.Checks(raw)
     run(raw, "BEGIN")
     assert checks.transaction_status() == liveness.TRANSACTION_INTRANS
+    assert checks.status() == liveness.TRANSACTION_INTRANS
     assert checks.in_transaction() is True
     by_module, bound = liveness.probe(raw), checks.probe()
     assert by_module == bound == liveness.ALIVE

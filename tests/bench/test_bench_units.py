@@ -209,15 +209,17 @@ def test_the_performance_set_selects_issue_16s_bench(tmp_path):
         "persistent-process",
         "persistent-thread",
         "persistent-pool",
+        "django-persistent-control",
         "persistent-pool-lend-transaction",
         "persistent-prepared",
         "persistent-no-metrics",
     ]
+    assert "django-persistent-control" not in names  # not in the default matrix
     # --config adds to the set (in matrix order); --variant and --page replace its own.
     more = _options(
         tmp_path, "--set", "performance", "--config", "connect-per-request", "--variant", "2x2"
     )
-    assert more.configs[0].name == "connect-per-request" and len(more.configs) == 9
+    assert more.configs[0].name == "connect-per-request" and len(more.configs) == 10
     assert [v.name for v in more.variants] == ["2x2"]
     assert _options(tmp_path, "--set", "all").configs == list(CONFIGS)
     assert parser().parse_args(["--set", "performance"]).set == "performance"
@@ -277,6 +279,27 @@ def test_persistent_auto_must_match_django_in_median_and_lowest_round():
     threaded = lines["persistent_backend (pool) vs django-persistent"]
     assert threaded["status"] == "short"  # the median passes, its lowest round does not
     assert threaded["ratio"]["median"] >= 0.99 and threaded["ratio"]["min"] == 0.94
+
+
+def test_the_control_reports_what_identical_code_gets_and_passes_nothing():
+    runs = [
+        *_rounds("django-persistent", "prefork", 100, 100, 100, 100, 100),
+        *_rounds("django-persistent-control", "prefork", 100, 90, 104, 97, 101),
+        *_rounds("persistent-process", "prefork", 100, 100, 100, 100, 100),
+    ]
+    _, lines = _results(runs, ["prefork"])
+    control = lines["control"]
+    assert control["status"] == "info" and control["variant"] == "prefork"
+    assert control["ratio"]["median"] == 1.0 and control["ratio"]["min"] == 0.9
+    assert (
+        "django-persistent-control vs django-persistent, identical code: 1.000x"
+        in (control["text"])
+    )
+    assert "(median of 5 rounds, 0.900-1.040)" in control["text"]
+    # Not a persistent configuration: no target of its own, no statements line.
+    assert not [text for text in lines if text.startswith("django-persistent-control")]
+    _, lines = _results([run for run in runs if "control" not in run["config"]], ["prefork"])
+    assert "control" not in lines  # not run: not reported
 
 
 def test_lending_per_transaction_holds_a_share_of_djangos_backends():
