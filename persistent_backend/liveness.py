@@ -205,7 +205,7 @@ def probe(raw, ssl=False):
 
 
 class Checks:
-    """``probe()`` and ``transaction_status()`` of one kept connection, bound once.
+    """``probe()``, ``status()`` and ``in_transaction()`` of one kept connection, bound once.
 
     The same answers as the module's functions, for the hot path: a kept connection is
     probed before every statement outside a transaction, so its driver is told apart and
@@ -233,13 +233,8 @@ class Checks:
             self._poller.register(fd, select.POLLIN | select.POLLPRI)
 
     def transaction_status(self):
-        """``transaction_status(raw)`` (when a connection is returned; not per statement)."""
-        try:
-            if self._psycopg3:
-                return int(self.raw.pgconn.transaction_status)
-            return self.raw.get_transaction_status()
-        except Exception:
-            return TRANSACTION_UNKNOWN
+        """``transaction_status(raw)`` (after a ROLLBACK or a reset; not per statement)."""
+        return transaction_status(self.raw)
 
     def status(self):
         """The transaction status, or None when libpq reports the connection as bad (no
@@ -267,18 +262,8 @@ class Checks:
 
     def probe(self):
         """Zero-round-trip verdict for an idle connection (status, transaction, socket)."""
-        raw = self.raw
-        try:
-            if self._psycopg3:
-                pgconn = raw.pgconn
-                ok = not raw.closed and pgconn.status == CONNECTION_OK
-                tx = int(pgconn.transaction_status) if ok else None
-            else:
-                ok = not raw.closed and raw.info.status == CONNECTION_OK
-                tx = raw.get_transaction_status() if ok else None
-        except Exception:
-            ok = False
-        if not ok:
+        tx = self.status()
+        if tx is None:
             return Verdict(False, "broken", "libpq reports the connection as bad")
         if tx not in TRANSACTION_STATES_AT_REST:
             return Verdict(False, "broken", f"transaction status {tx}")
@@ -291,7 +276,7 @@ class Checks:
                     return ALIVE
             except OSError:
                 pass  # the slow way says why
-        return socket_verdict(fileno(raw), self.ssl)
+        return socket_verdict(fileno(self.raw), self.ssl)
 
 
 def ping(raw, is_psycopg3):
