@@ -93,6 +93,14 @@ def parser():
     )
     p.add_argument("--repeat", type=int, help=f"interleaved rounds (default {FULL['repeat']})")
     p.add_argument(
+        "--slices",
+        type=int,
+        help="split each run into N slices of whole seconds: every configuration of a "
+        "variant is up at once and they take turns, slice by slice, through the round, so "
+        "the host's changing speed meets them alike (default: the set's, else 1: one "
+        "configuration at a time)",
+    )
+    p.add_argument(
         "--concurrency",
         type=int,
         default=8,
@@ -134,6 +142,9 @@ def build_options(args, results_dir):
     if len(set(names)) != len(names):
         raise ValueError(f"variants must have distinct names: {names}")
     page_keys = args.page or (chosen and chosen.pages) or ("items", "nodb")
+    slices = args.slices
+    if slices is None:
+        slices = (not args.quick and chosen and chosen.slices) or 1
     options = Options(
         variants=variants,
         configs=select_configs([*(chosen.configs if chosen else ()), *(args.config or ())]),
@@ -148,6 +159,7 @@ def build_options(args, results_dir):
         out_dir=results_dir,
         quick=args.quick,
         config_set=args.set,
+        slices=slices,
     )
     if options.duration < 1 or options.warmup < 0 or options.repeat < 1:
         raise ValueError(
@@ -155,6 +167,12 @@ def build_options(args, results_dir):
         )
     if options.concurrency < 1:
         raise ValueError("--concurrency must be >= 1")
+    if options.slices < 1 or options.duration % options.slices:
+        raise ValueError(
+            f"--slices must divide --duration ({options.duration} s) into whole seconds"
+        )
+    if options.slices > 1 and options.profile:
+        raise ValueError("--profile samples whole runs: use it with --slices 1")
     return options
 
 
@@ -187,6 +205,7 @@ def assemble(bench, options, argv, started, wall, interrupted):
             "psycopg": options.psycopg,
             "profile": options.profile,
             "pages": list(options.page_keys),
+            "slices": options.slices,
         },
         "variants": [
             {
@@ -247,10 +266,11 @@ def main(argv=None):
             print(f"config  {config.name:<32} {config.summary}")
         for chosen in CONFIG_SETS.values():
             print(f"set     {chosen.name:<12} {chosen.summary}: {', '.join(chosen.configs)}")
-            if chosen.variants or chosen.pages:
+            if chosen.variants or chosen.pages or chosen.slices:
                 print(
                     f"        variants {', '.join(chosen.variants or DEFAULT_VARIANTS)}; "
-                    f"pages {', '.join(chosen.pages or ('items', 'nodb'))}"
+                    f"pages {', '.join(chosen.pages or ('items', 'nodb'))}; "
+                    f"slices {chosen.slices or 1}"
                 )
         return 0
     if args.publish and (args.quick or args.profile):

@@ -245,6 +245,7 @@ class ConfigSet:
     configs: tuple
     variants: tuple | None = None
     pages: tuple | None = None
+    slices: int | None = None  # --slices (None: 1)
 
 
 CONFIG_SETS = {
@@ -274,6 +275,7 @@ CONFIG_SETS = {
         ),
         variants=("prefork", "threaded", "wide"),
         pages=("items",),
+        slices=5,
     ),
     "all": ConfigSet("all", "every configuration", tuple(CONFIGS_BY_NAME)),
 }

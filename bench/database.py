@@ -1,12 +1,17 @@
 """The bench's own PostgreSQL: a throwaway cluster with password authentication.
 
 Every connection, the superuser's included, authenticates with scram-sha-256 (over TCP
-and over the unix socket), as a production server would. The site logs in as the role
-``bench`` to the database ``bench``; the bench itself watches from the ``postgres``
-database as the superuser, so its own session never counts as one of the site's.
+and over the unix socket), as a production server would. The role ``bench`` owns the
+database ``bench`` and its tables; each configuration's site logs in as a role of its own
+(``site_role()``, a member of ``bench`` with its privileges), so that its sessions
+(``pg_stat_activity.usename``) and its statements (``pg_stat_statements.userid``) are
+told apart from another site's that is up at the same time (--slices). The bench itself
+watches from the ``postgres`` database as the superuser, so its own session never counts
+as one of the sites'.
 """
 
 import json
+import re
 import secrets
 import tempfile
 import threading
@@ -23,14 +28,17 @@ DB_NAME = "bench"
 DB_USER = "bench"
 DEMO_ITEMS = 2000
 
+# A role (usename) of NULL: every site's.
 BACKENDS_SQL = """
 SELECT count(*) FROM pg_stat_activity
-WHERE datname = %s AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+WHERE datname = %(db)s AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+AND (%(role)s::text IS NULL OR usename = %(role)s)
 """
 STATEMENTS_SQL = """
 SELECT s.queryid, s.calls, left(regexp_replace(s.query, '\\s+', ' ', 'g'), 160)
 FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
-WHERE d.datname = %s
+JOIN pg_roles r ON r.oid = s.userid
+WHERE d.datname = %(db)s AND (%(role)s::text IS NULL OR r.rolname = %(role)s)
 """
 
 
@@ -59,6 +67,7 @@ class BenchDatabase:
         self.secret_key = secrets.token_urlsafe(48)
         self._conn = None
         self._lock = threading.Lock()
+        self._roles = set()
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self, work_dir):
@@ -86,13 +95,25 @@ class BenchDatabase:
         self.cluster.destroy()
 
     # -- how the site reaches it -------------------------------------------------------
-    def url(self, route="tcp", host=None, port=None):
+    def site_role(self, name):
+        """The login role of configuration ``name`` (created once): a member of ``bench``,
+        whose tables it uses through that membership, with the same password."""
+        role = "bench_" + re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+        role = role[:63]
+        if role not in self._roles:
+            self.cluster.query(
+                f"CREATE ROLE {role} LOGIN PASSWORD %s IN ROLE {DB_USER}", [self.password]
+            )
+            self._roles.add(role)
+        return role
+
+    def url(self, route="tcp", host=None, port=None, user=DB_USER):
         """The site's DATABASE_URL over TCP, the Unix socket, or another host:port."""
         if route == "unix":
             host = quote(str(self.cluster.socket_dir), safe="")
         host = host or self.cluster.host
         port = port or self.cluster.port
-        return f"postgres://{DB_USER}:{self.password}@{host}:{port}/{DB_NAME}"
+        return f"postgres://{user}:{self.password}@{host}:{port}/{DB_NAME}"
 
     def site_env(self, work_dir, url=None):
         """The environment of a site process: production-like settings, no var/site.env."""
@@ -145,9 +166,10 @@ class BenchDatabase:
         finally:
             conn.close()
 
-    def backends(self):
-        """The site's PostgreSQL backends now (client sessions on the bench database)."""
-        return self._query(BACKENDS_SQL, [DB_NAME])[0][0]
+    def backends(self, role=None):
+        """The sites' PostgreSQL backends now (client sessions on the bench database), or
+        those of the site that logs in as ``role``."""
+        return self._query(BACKENDS_SQL, {"db": DB_NAME, "role": role})[0][0]
 
     def wait_no_backends(self, timeout=15):
         """Wait until the previous configuration's sessions are gone; return how many stay."""
@@ -155,9 +177,11 @@ class BenchDatabase:
             return 0
         return self.backends()
 
-    def statements(self):
-        """pg_stat_statements counters for the bench database: {queryid: (calls, text)}."""
-        return {row[0]: (row[1], row[2]) for row in self._query(STATEMENTS_SQL, [DB_NAME])}
+    def statements(self, role=None):
+        """pg_stat_statements counters for the bench database (those ``role`` ran, if
+        given): {queryid: (calls, text)}."""
+        rows = self._query(STATEMENTS_SQL, {"db": DB_NAME, "role": role})
+        return {row[0]: (row[1], row[2]) for row in rows}
 
     def server_version(self):
         return self._query("SHOW server_version")[0][0]
@@ -175,33 +199,41 @@ def statements_delta(before, after):
 
 
 class BackendSampler(Sampler):
-    """Samples the site's backend count in a thread while the load runs."""
+    """Samples the site's backend count in a thread while the load runs.
 
-    def __init__(self, database, interval=0.25):
+    ``role``: count only the sessions of the site that logs in as it. ``samples``: a list
+    to go on from (a run measured in slices): the times continue after its last one, so
+    they count seconds under load."""
+
+    def __init__(self, database, interval=0.25, role=None, samples=None):
         super().__init__(interval, name="backend-sampler")
         self.database = database
-        self.samples = []
-        self._start = time.monotonic()
+        self.role = role
+        self.samples = [] if samples is None else samples
+        already = self.samples[-1][0] + interval if self.samples else 0.0
+        self._start = time.monotonic() - already
 
     def sample(self):
-        self.samples.append((time.monotonic() - self._start, self.database.backends()))
+        count = self.database.backends(self.role)
+        self.samples.append((time.monotonic() - self._start, count))
 
-    def mid_run(self):
-        """The sample nearest to the middle of the run."""
-        if not self.samples:
-            return None
-        middle = self.samples[-1][0] / 2
-        return min(self.samples, key=lambda sample: abs(sample[0] - middle))[1]
+    def figures(self):
+        """``backends_mid``, ``backends_max``, ``backends_mean`` of the samples so far."""
+        return backend_figures(self.samples)
 
-    def maximum(self):
-        """Most backends seen in one sample, None without samples."""
-        return max((count for _, count in self.samples), default=None)
 
-    def mean(self):
-        """The average over the run's samples (evenly spaced, so a time average)."""
-        if not self.samples:
-            return None
-        return sum(count for _, count in self.samples) / len(self.samples)
+def backend_figures(samples):
+    """From ``(seconds, count)`` samples taken evenly under load: the count nearest the
+    middle of the run, the most in one sample, and the time average (None without any)."""
+    if not samples:
+        return {"backends_mid": None, "backends_max": None, "backends_mean": None}
+    middle = samples[-1][0] / 2
+    counts = [count for _, count in samples]
+    return {
+        "backends_mid": min(samples, key=lambda sample: abs(sample[0] - middle))[1],
+        "backends_max": max(counts),
+        "backends_mean": sum(counts) / len(counts),
+    }
 
 
 # Run inside ``manage.py shell``: how many queries each page sends (Django's own count,

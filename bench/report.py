@@ -139,8 +139,8 @@ def describe_run(results):
         f"{machine['commit'] or 'unknown'}. Command: `{meta['command']}`"
         f"{' (quick run: figures are indicative only)' if opts['quick'] else ''}.\n\n"
         f"Load: wrk, {opts['concurrency']} connections, {opts['duration']} s per run after "
-        f"{opts['warmup']} s of warm-up, {opts['repeat']} interleaved round(s), against "
-        "`mod_wsgi-express start-server` with its defaults (plus `--server-status`, whose "
+        f"{opts['warmup']} s of warm-up, {opts['repeat']} interleaved round(s){_sliced(opts)}, "
+        "against `mod_wsgi-express start-server` with its defaults (plus `--server-status`, whose "
         "request count divides the statements); figures are "
         "medians over rounds (min-max beside them). Connections use TCP with scram-sha-256 "
         "unless the name says otherwise. *x connect-per-request* and *of /nodb/* are "
@@ -149,6 +149,18 @@ def describe_run(results):
         "server-side statements per request from `pg_stat_statements` deltas (in brackets, "
         "beyond the page's own "
         f"{meta['page_queries'].get('items', '?')} queries)."
+    )
+
+
+def _sliced(opts):
+    """How a run was measured when in slices (results saved before --slices: not)."""
+    slices = opts.get("slices", 1)
+    if slices <= 1:
+        return ""
+    return (
+        f"; each run in {slices} slices of {opts['duration'] // slices} s, every site of a "
+        "variant up at once and taking turns through the round (latency: medians over the "
+        "slices)"
     )
 
 

@@ -10,13 +10,14 @@ variant's servers stopped, the last before a checkpoint ...).
 """
 
 import sys
-import time
 from dataclasses import dataclass
 
 from bench.configs import METRICS_SWITCH, pages
-from bench.database import BackendSampler, statements_delta
+from bench.database import BackendSampler, backend_figures, statements_delta
+from bench.interleaved import SlicedRound
 from bench.load import run_wrk
 from bench.profiling import Profiler
+from bench.progress import Progress, describe_run
 from bench.server import SiteUnderTest
 from bench.session import Session
 
@@ -47,58 +48,7 @@ class Options:
     out_dir: object = None
     quick: bool = False
     config_set: str | None = None  # --set, for the record
-
-
-class Progress:
-    """One line per step on stderr: where we are, elapsed, an estimate of the time left."""
-
-    def __init__(self, total_steps, step_estimate, stream=sys.stderr):
-        self.total = total_steps
-        self.estimate = step_estimate
-        self.done = 0
-        self.start = time.monotonic()
-        self.stream = stream
-
-    def left(self):
-        """Estimated seconds left: the mean step so far (the estimate before any)."""
-        elapsed = time.monotonic() - self.start
-        per_step = elapsed / self.done if self.done else self.estimate
-        return per_step * (self.total - self.done)
-
-    def step(self, text):
-        """Announce the next step, with elapsed and estimated time left."""
-        elapsed = time.monotonic() - self.start
-        print(
-            f"[{self.done + 1:>3}/{self.total}] {_clock(elapsed)} elapsed, "
-            f"~{_clock(self.left())} left | {text}",
-            file=self.stream,
-            flush=True,
-        )
-
-    def finish_step(self, text):
-        """Count the step done and print its outcome."""
-        self.done += 1
-        print(f"          {text}", file=self.stream, flush=True)
-
-    def note(self, text):
-        print(f"          {text}", file=self.stream, flush=True)
-
-
-def _clock(seconds):
-    seconds = int(max(seconds, 0))
-    return f"{seconds // 60}:{seconds % 60:02d}"
-
-
-def _describe_run(run):
-    if run.get("error"):
-        return f"FAILED: {run['error'].splitlines()[0][:200]}"
-    mean = "-" if run["backends_mean"] is None else f"{run['backends_mean']:.1f}"
-    return (
-        f"{run['rps']:8.1f} req/s  p50 {run['latency_ms']['p50']:.1f} ms  "
-        f"p99 {run['latency_ms']['p99']:.1f} ms  non-2xx {run['non2xx']}  "
-        f"errors {run['socket_errors']}  backends mean {mean} (max "
-        f"{run['backends_max']})  statements/request {run['statements_per_request']:.2f}"
-    )
+    slices: int = 1  # > 1: every site of a variant up at once, in turns (interleaved.py)
 
 
 class Bench(Session):
@@ -120,7 +70,7 @@ class Bench(Session):
         """The cluster and demo data; probe the pages in-process (status, queries,
         whether the metrics switch changes MIDDLEWARE)."""
         print("setting up the bench's PostgreSQL cluster and demo data ...", file=sys.stderr)
-        self.start_database("bench-work-", max_connections=200)
+        self.start_database("bench-work-", max_connections=self.max_connections())
         self.item_id = self.database.first_item_id()
         item_path = f"/items/{self.item_id}/"
         probe = self.database.probe(self.work_dir, item_path)
@@ -130,6 +80,15 @@ class Bench(Session):
         self.page_queries = probe["queries"]
         self.metrics_switch_effective = probe["middleware"] != without["middleware"]
         self.middleware = {"with": probe["middleware"], "without": without["middleware"]}
+
+    def max_connections(self):
+        """The cluster's max_connections: 200, or what every site of the widest variant
+        could hold at once when they are all up (--slices)."""
+        opts = self.options
+        if opts.slices == 1:
+            return 200
+        widest = max(variant.processes * variant.threads for variant in opts.variants)
+        return max(200, widest * len(opts.configs) + 20)
 
     def active_configs(self):
         """The configurations to run (the no-metrics one only if the switch does something)."""
@@ -144,11 +103,18 @@ class Bench(Session):
         opts = self.options
         configs = self.active_configs()
         page_list = self._pages()
-        total = opts.repeat * len(opts.variants) * len(configs) * len(page_list)
-        progress = Progress(total, opts.warmup + opts.duration + 1.5)
+        steps = opts.repeat * len(opts.variants) * len(page_list)
+        if opts.slices > 1:  # a step: one cycle, every configuration's slice
+            progress = Progress(steps * opts.slices, len(configs) * (opts.duration / opts.slices))
+        else:  # a step: one configuration's run
+            progress = Progress(steps * len(configs), opts.warmup + opts.duration + 1.5)
         for round_no in range(1, opts.repeat + 1):
             for variant in opts.variants:
-                for config in round_order(configs, round_no):
+                order = round_order(configs, round_no)
+                if opts.slices > 1:
+                    SlicedRound(self, round_no, variant, order, page_list, progress).run()
+                    continue
+                for config in order:
                     self._run_config(round_no, variant, config, page_list, progress)
         return self.runs
 
@@ -165,26 +131,26 @@ class Bench(Session):
         try:
             site.start()
         except Exception as exc:  # noqa: BLE001 - reported, the other configurations go on
-            self._save_log(round_no, variant, config, str(exc))
+            self.save_log(round_no, variant, config, str(exc))
             for page in page_list:
                 progress.step(f"{where} {page.path}")
-                run = self._base(round_no, variant, config, page)
+                run = self.base_run(round_no, variant, config, page)
                 run["error"] = f"server did not start: {exc}"
                 self.runs.append(run)
-                progress.finish_step(_describe_run(run))
+                progress.finish_step(describe_run(run))
             return
         try:
             for page in page_list:
                 progress.step(f"{where} {page.path}")
                 run = self._measure(site, round_no, variant, config, page)
                 if run.get("error"):
-                    self._save_log(round_no, variant, config, site.logs())
+                    self.save_log(round_no, variant, config, site.logs())
                 self.runs.append(run)
-                progress.finish_step(_describe_run(run))
+                progress.finish_step(describe_run(run))
         finally:
             site.stop()
 
-    def _base(self, round_no, variant, config, page):
+    def base_run(self, round_no, variant, config, page):
         return {
             "round": round_no,
             "variant": variant.name,
@@ -197,7 +163,7 @@ class Bench(Session):
 
     def _measure(self, site, round_no, variant, config, page):
         opts = self.options
-        run = self._base(round_no, variant, config, page)
+        run = self.base_run(round_no, variant, config, page)
         url = site.url + page.path
         clients = variant.load(opts.concurrency)
         try:
@@ -206,33 +172,34 @@ class Bench(Session):
                 run_wrk(url, opts.warmup, clients, opts.wrk_threads)
             # Counters are read with the server idle, so every request between the two
             # readings is complete: its statements and itself are both counted.
-            accesses_before, calls_before = site.wait_quiet()
-            before = self.database.statements()
-            with BackendSampler(self.database) as sampler:
+            before = site.counters()
+            with BackendSampler(self.database, role=site.role) as sampler:
                 with self.profiler.record(site.daemon_pids(), opts.duration, run):
                     result = run_wrk(url, opts.duration, clients, opts.wrk_threads)
-            accesses_after, calls_after = site.wait_quiet()
-            after = self.database.statements()
+            after = site.counters()
         except Exception as exc:  # noqa: BLE001 - reported, the other pages go on
             run["error"] = str(exc)
             return run
-        total, per_statement = statements_delta(before, after)
+        return self.figures(run, site, page, result, sampler.samples, before, after)
+
+    def figures(self, run, site, page, result, samples, before, after):
+        """``run`` with wrk's ``result``, the backends ``samples`` and what the counters
+        say between ``before`` and ``after`` (statements, requests served)."""
+        total, per_statement = statements_delta(before.statements, after.statements)
         if site.bouncer is not None:
             plan = site.bouncer.plan
             run["pgbouncer_pool"] = {
                 "default_pool_size": plan.pool_size,
                 "reserve_pool_size": plan.reserve_pool_size,
             }
-        served = accesses_after - accesses_before - (calls_after - calls_before)
+        served = after.served - before.served
         requests = max(served, 1)
         own = self.page_queries.get(page.key, 0)
         run.update(result)
+        run.update(backend_figures(samples))
         run.update(
             served_requests=served,
-            backends_mid=sampler.mid_run(),
-            backends_max=sampler.maximum(),
-            backends_mean=sampler.mean(),
-            backend_samples=[count for _, count in sampler.samples],
+            backend_samples=[count for _, count in samples],
             statements=total,
             statements_per_request=total / requests,
             page_queries=own,
@@ -244,7 +211,7 @@ class Bench(Session):
         )
         return run
 
-    def _save_log(self, round_no, variant, config, text):
+    def save_log(self, round_no, variant, config, text):
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         path = self.logs_dir / f"round{round_no}-{variant.name}-{config.name}.log"
         path.write_text(text)

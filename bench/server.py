@@ -1,20 +1,32 @@
 """Start and stop the site for one configuration: mod_wsgi-express (and PgBouncer if used).
 
 Each start gets a fresh server root in a directory the daemon user owns, a free port,
-and an environment that names every setting, so nothing carries over between
-configurations. PgBouncer lives exactly as long as the server it serves: its idle
-server connections must not count as another configuration's backends.
+an environment that names every setting, and the configuration's own login role
+(``BenchDatabase.site_role``), so nothing carries over between configurations and two
+sites up at once are told apart in PostgreSQL. PgBouncer lives exactly as long as the
+server it serves: its idle server connections must not count as another configuration's
+backends.
 """
 
 import os
 import shutil
+from dataclasses import dataclass
 
 from bench.configs import ROUTE_PGBOUNCER, ROUTE_UNIX
-from bench.database import DB_NAME, DB_USER
+from bench.database import DB_NAME
 from bench.pgbouncer import PgBouncer, pool_plan
 from harness.modwsgi import DAEMON_USER, ModWsgiServer, daemon_dir, get
 from harness.site import clean_environ
 from harness.waiting import poll
+
+
+@dataclass
+class Counters:
+    """What a site did up to a moment it was idle: between two readings every request is
+    complete, so its statements and itself are both counted."""
+
+    served: int  # requests Apache served, the bench's own status requests left out
+    statements: dict  # pg_stat_statements of the site's role: {queryid: (calls, text)}
 
 
 class SiteUnderTest:
@@ -32,6 +44,7 @@ class SiteUnderTest:
         self.bouncer = None
         self.server = None
         self.work_dir = None
+        self.role = database.site_role(config.name)
 
     @property
     def url(self):
@@ -40,10 +53,10 @@ class SiteUnderTest:
     def database_url(self):
         """The site's DATABASE_URL for the configuration's route (TCP, socket, PgBouncer)."""
         if self.config.route == ROUTE_PGBOUNCER:
-            return self.database.url(host=self.bouncer.host, port=self.bouncer.port)
+            return self.database.url(host=self.bouncer.host, port=self.bouncer.port, user=self.role)
         if self.config.route == ROUTE_UNIX:
-            return self.database.url(route="unix")
-        return self.database.url()
+            return self.database.url(route="unix", user=self.role)
+        return self.database.url(user=self.role)
 
     def start(self):
         """Start PgBouncer if the configuration routes through it, then the site."""
@@ -57,7 +70,7 @@ class SiteUnderTest:
                     self.database.cluster.host,
                     self.database.cluster.port,
                     DB_NAME,
-                    DB_USER,
+                    self.role,
                     self.database.password,
                     self.pool_plan(),
                 ).start()
@@ -117,6 +130,11 @@ class SiteUnderTest:
         status = []
         poll(lambda: status.append(self.server_status()) or status[-1][1] <= 1, timeout)
         return status[-1][0], self.status_calls
+
+    def counters(self):
+        """The site's ``Counters``, read once it is idle."""
+        accesses, calls = self.wait_quiet()
+        return Counters(accesses - calls, self.database.statements(self.role))
 
     def daemon_pids(self):
         return self.server.daemon_pids() if self.server else []

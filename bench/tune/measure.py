@@ -163,7 +163,7 @@ class Measurer:
         }
         before = {name: _cpu(procs) for name, procs in groups.items()}
         busy_before, children_before, clock = _machine_busy(), os.times(), time.monotonic()
-        with BackendSampler(self.database) as backends, RssSampler(daemons) as rss:
+        with BackendSampler(self.database, role=site.role) as backends, RssSampler(daemons) as rss:
             result = self._wrk(site, opts.duration)
         wall = time.monotonic() - clock
         children_after, busy_after = os.times(), _machine_busy()
@@ -177,6 +177,7 @@ class Measurer:
             children_before.children_user + children_before.children_system
         )
         cpu["other"] = max(0.0, (busy_after - busy_before) - sum(cpu.values()))
+        held = backends.figures()
         statuses = result.get("statuses") or {}
         server_errors = sum(count for code, count in statuses.items() if code.startswith("5"))
         return {
@@ -192,8 +193,7 @@ class Measurer:
             "daemons": len(daemons),
             "rss_per_process_bytes": rss.per_process or None,
             "rss_total_bytes": rss.total or None,
-            "backends_max": backends.maximum(),
-            "backends_mid": backends.mid_run(),
+            **{key: held[key] for key in ("backends_max", "backends_mid")},
             "cpu_percent": {name: round(100 * cpu[name] / wall, 1) for name in CPU_PARTS},
         }
 

@@ -151,3 +151,40 @@ def test_a_quick_run_is_never_published(quick_run, tmp_path):
     with pytest.raises(RuntimeError, match="full run"):
         bench_published.publish_bench(folder, tmp_path)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_run_in_slices_keeps_every_sites_sessions_and_statements_apart(tmp_path):
+    """Three sites up at once, taking turns: each run's backends and statements are its
+    own site's (by login role), not the others' sitting idle or connecting beside it."""
+    configs = ["connect-per-request", "django-persistent", "persistent-process"]
+    argv = [sys.executable, "-m", "bench", "--variant", "prefork", "--page", "items"]
+    argv += [arg for name in configs for arg in ("--config", name)]
+    argv += ["--duration", "2", "--slices", "2", "--warmup", "0", "--repeat", "1"]
+    result = subprocess.run(
+        [*argv, "--out", str(tmp_path)],
+        cwd=REPO_DIR,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "cycle 2/2" in result.stderr
+    (folder,) = tmp_path.iterdir()
+    results = json.loads((folder / "results.json").read_text())
+    assert results["meta"]["options"]["slices"] == 2
+    assert "in 2 slices of 1 s" in (folder / "results.md").read_text()
+    runs = {run["config"]: run for run in results["runs"]}
+    assert sorted(runs) == sorted(configs) and served_errors(results) == []
+    own = results["meta"]["page_queries"]["items"]
+    for name in configs:
+        run = runs[name]
+        assert len(run["slices"]) == 2 and run["served_requests"] >= run["requests"] > 0
+    # Connecting per request pays set-up statements the persistent sites never send; had
+    # the counts been pooled, the persistent sites would show them too.
+    assert runs["connect-per-request"]["statements_per_request"] >= own + 1
+    for name in ("django-persistent", "persistent-process"):
+        assert runs[name]["extra_statements_per_request"] == pytest.approx(0, abs=0.02)
+        # Two daemon processes, one connection each: the other persistent site's two,
+        # idle meanwhile, are not counted.
+        assert 1 <= runs[name]["backends_max"] <= 2

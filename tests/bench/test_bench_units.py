@@ -13,6 +13,7 @@ from bench.configs import (
     select_configs,
 )
 from bench.database import BackendSampler, statements_delta
+from bench.interleaved import merge_slices, slice_order
 from bench.load import parse_output, wrk_command
 from bench.profiling import summarise_collapsed
 from bench.report import shape_text, variant_table
@@ -229,9 +230,9 @@ def test_the_performance_set_selects_issue_16s_bench(tmp_path):
 
 def test_backends_are_recorded_as_mean_and_max():
     sampler = BackendSampler(database=None)
-    assert sampler.mean() is None and sampler.maximum() is None
-    sampler.samples = [(0.0, 2), (0.25, 4), (0.5, 3), (0.75, 3)]
-    assert sampler.mean() == 3 and sampler.maximum() == 4
+    assert sampler.figures() == dict.fromkeys(("backends_mid", "backends_max", "backends_mean"))
+    sampler.samples = [(0.0, 2), (0.25, 4), (0.5, 3), (0.75, 1), (1.0, 5)]
+    assert sampler.figures() == {"backends_mid": 3, "backends_max": 5, "backends_mean": 3}
     runs = [_run(r, "django-persistent", "items", 100, backends=8, mean=r + 5.0) for r in (1, 2)]
     (row,) = summarise(runs, ["prefork"], ["django-persistent"], ("items",))
     assert row["backends_mean"] == {"median": 6.5, "min": 6.0, "max": 7.0, "n": 2}
@@ -417,3 +418,58 @@ def test_each_round_starts_one_configuration_later_so_each_takes_every_place():
     for place in range(3):
         assert {order[place] for order in orders[:3]} == set(configs)
     assert round_order([], 2) == []
+
+
+def test_in_slices_every_configuration_takes_every_place_and_both_neighbours():
+    orders = [slice_order(3, cycle) for cycle in range(6)]
+    assert orders == [[0, 1, 2], [0, 2, 1], [2, 0, 1], [2, 1, 0], [1, 2, 0], [1, 0, 2]]
+    for place in range(3):
+        assert {order[place] for order in orders} == {0, 1, 2}
+    # Each configuration runs right after each other one at some point.
+    follows = {(order[i], order[i + 1]) for order in orders for i in range(2)}
+    assert follows == {(a, b) for a in range(3) for b in range(3) if a != b}
+
+
+def _slice(requests, seconds, p50, p99, ok=None, read_errors=0, statuses=None):
+    return {
+        "requests": requests,
+        "seconds": seconds,
+        "rps": requests / seconds,
+        "bytes": 10 * requests,
+        "ok": requests if ok is None else ok,
+        "non2xx": requests - (requests if ok is None else ok),
+        "statuses": statuses or {},
+        "errors": {"connect": 0, "read": read_errors, "write": 0, "timeout": 0},
+        "latency_ms": {"mean": p50, "max": p99 * 2, "p50": p50, "p90": p99 / 2, "p99": p99},
+    }
+
+
+def test_a_run_in_slices_adds_up_its_slices():
+    merged = merge_slices(
+        [
+            _slice(1000, 2.0, 3.0, 9.0),
+            _slice(600, 2.0, 5.0, 30.0, ok=598, statuses={"503": 2}, read_errors=1),
+            _slice(900, 2.0, 4.0, 10.0),
+        ]
+    )
+    assert merged["requests"] == 2500 and merged["seconds"] == 6.0
+    assert merged["rps"] == pytest.approx(2500 / 6)  # requests over time, not a mean of rates
+    assert merged["ok"] == 2498 and merged["non2xx"] == 2 and merged["statuses"] == {"503": 2}
+    assert merged["socket_errors"] == 1 and merged["bytes"] == 25000
+    latency = merged["latency_ms"]
+    assert latency["p50"] == 4.0 and latency["p99"] == 10.0  # medians over the slices
+    assert latency["max"] == 60.0
+    assert latency["mean"] == pytest.approx((3.0 * 1000 + 5.0 * 600 + 4.0 * 900) / 2500)
+    assert merged["slices"] == [500.0, 300.0, 450.0]
+
+
+def test_slices_divide_the_duration_and_the_performance_set_uses_them(tmp_path):
+    assert _options(tmp_path).slices == 1
+    assert _options(tmp_path, "--set", "performance").slices == 5
+    assert _options(tmp_path, "--set", "performance", "--slices", "2").slices == 2
+    assert _options(tmp_path, "--set", "performance", "--quick", "--duration", "2").slices == 1
+    for bad in (["--duration", "10", "--slices", "3"], ["--slices", "0"]):
+        with pytest.raises(ValueError, match="--slices must divide --duration"):
+            _options(tmp_path, *bad)
+    with pytest.raises(ValueError, match="--profile"):
+        _options(tmp_path, "--slices", "2", "--profile")
