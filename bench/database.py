@@ -180,8 +180,11 @@ class BenchDatabase:
     def statements(self, role=None):
         """pg_stat_statements counters for the bench database (those ``role`` ran, if
         given): {queryid: (calls, text)}."""
-        rows = self._query(STATEMENTS_SQL, {"db": DB_NAME, "role": role})
-        return {row[0]: (row[1], row[2]) for row in rows}
+        counters = {}
+        for queryid, calls, text in self._query(STATEMENTS_SQL, {"db": DB_NAME, "role": role}):
+            before = counters.get(queryid, (0, text))[0]  # one row per role that ran it
+            counters[queryid] = (before + calls, text)
+        return counters
 
     def server_version(self):
         return self._query("SHOW server_version")[0][0]

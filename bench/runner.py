@@ -6,7 +6,9 @@ pg_stat_activity, with pg_stat_statements read just before and just after. Every
 configuration runs once per round, and each round starts one configuration later
 (A B C, B C A, C A B, ...): drift of the machine over the run hits all of them alike,
 and so does whatever favours a place in the round (the first after the previous
-variant's servers stopped, the last before a checkpoint ...).
+variant's servers stopped, the last before a checkpoint ...). With ``--slices N`` a
+round of a variant runs all its configurations at once instead, in turns
+(interleaved.py): drift within the round then meets them alike too.
 """
 
 import sys
