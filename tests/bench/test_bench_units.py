@@ -17,7 +17,7 @@ from bench.interleaved import merge_slices, slice_order
 from bench.load import parse_output, wrk_command
 from bench.profiling import summarise_collapsed
 from bench.report import shape_text, variant_table
-from bench.runner import round_order
+from bench.runner import Bench, round_order
 from bench.summary import summarise
 from bench.targets import evaluate
 
@@ -473,3 +473,14 @@ def test_slices_divide_the_duration_and_the_performance_set_uses_them(tmp_path):
             _options(tmp_path, *bad)
     with pytest.raises(ValueError, match="--profile"):
         _options(tmp_path, "--slices", "2", "--profile")
+
+
+def test_a_run_in_slices_sizes_the_cluster_for_every_site_up_at_once(tmp_path):
+    assert Bench(_options(tmp_path)).max_connections() == 200
+    assert (
+        Bench(_options(tmp_path, "--set", "performance", "--slices", "1")).max_connections() == 200
+    )
+    # 9 sites of the widest shape (2x16) holding a connection per thread, and a margin.
+    assert Bench(_options(tmp_path, "--set", "performance")).max_connections() == 9 * 32 + 20
+    prefork = _options(tmp_path, "--set", "performance", "--variant", "prefork")
+    assert Bench(prefork).max_connections() == 200  # 9 x 2: the usual cluster is enough
