@@ -95,7 +95,8 @@ class SlicedRound:
         self.configs = configs
         self.pages = page_list
         self.progress = progress
-        self.sites = {}
+        self.sites = {}  # configuration name -> its started site
+        self.not_started = {}  # configuration name -> why its site did not start
 
     def run(self):
         bench = self.bench
@@ -108,8 +109,7 @@ class SlicedRound:
                 self._run_page(page)
         finally:
             for site in self.sites.values():
-                if not isinstance(site, str):
-                    site.stop()
+                site.stop()
 
     def _where(self):
         opts = self.bench.options
@@ -123,7 +123,7 @@ class SlicedRound:
                 site.start()
             except Exception as exc:  # noqa: BLE001 - reported, the other configurations go on
                 bench.save_log(self.round_no, self.variant, config, str(exc))
-                self.sites[config.name] = f"server did not start: {exc}"
+                self.not_started[config.name] = f"server did not start: {exc}"
                 continue
             self.sites[config.name] = site
 
@@ -132,10 +132,9 @@ class SlicedRound:
         contenders = []
         for config in self.configs:
             run = bench.base_run(self.round_no, self.variant, config, page)
-            site = self.sites[config.name]
-            if isinstance(site, str):
-                run["error"], site = site, None
-            contenders.append(Contender(site, run))
+            if config.name in self.not_started:
+                run["error"] = self.not_started[config.name]
+            contenders.append(Contender(self.sites.get(config.name), run))
         clients = self.variant.load(opts.concurrency)
         for contender in contenders:
             self._guard(contender, self._prepare, contender, page, clients)

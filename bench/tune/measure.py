@@ -193,7 +193,8 @@ class Measurer:
             "daemons": len(daemons),
             "rss_per_process_bytes": rss.per_process or None,
             "rss_total_bytes": rss.total or None,
-            **{key: held[key] for key in ("backends_max", "backends_mid")},
+            "backends_max": held["backends_max"],
+            "backends_mid": held["backends_mid"],
             "cpu_percent": {name: round(100 * cpu[name] / wall, 1) for name in CPU_PARTS},
         }
 
