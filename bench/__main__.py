@@ -25,6 +25,7 @@ from bench.load import wrk_version
 from bench.machine import describe
 from bench.results import results_folder
 from bench.runner import Bench, Options
+from bench.server import FRONT_END_ARGS
 from bench.session import drive
 from bench.summary import summarise
 from harness.pgbouncer import pgbouncer_version
@@ -227,6 +228,7 @@ def assemble(bench, options, argv, started, wall, interrupted):
             }
             for c in configs
         ],
+        "front_end_args": list(FRONT_END_ARGS),
         "item_id": bench.item_id,
         "page_queries": bench.page_queries,
         "metrics_switch": METRICS_SWITCH,

@@ -140,8 +140,8 @@ def describe_run(results):
         f"{' (quick run: figures are indicative only)' if opts['quick'] else ''}.\n\n"
         f"Load: wrk, {opts['concurrency']} connections, {opts['duration']} s per run after "
         f"{opts['warmup']} s of warm-up, {opts['repeat']} interleaved round(s){_sliced(opts)}, "
-        "against `mod_wsgi-express start-server` with its defaults (plus `--server-status`, whose "
-        "request count divides the statements); figures are "
+        f"against `mod_wsgi-express start-server` with {_front_end(meta)} (plus `--server-status`, "
+        "whose request count divides the statements); figures are "
         "medians over rounds (min-max beside them). Connections use TCP with scram-sha-256 "
         "unless the name says otherwise. *x connect-per-request* and *of /nodb/* are "
         "ratios taken within each round; *backends*: the site's PostgreSQL sessions "
@@ -162,6 +162,14 @@ def _sliced(opts):
         "variant up at once and taking turns through the round (latency: medians over the "
         "slices)"
     )
+
+
+def _front_end(meta):
+    """mod_wsgi-express's options the sites ran with (results saved before: its defaults)."""
+    args = meta.get("front_end_args")
+    if not args:
+        return "its defaults"
+    return f"every Apache child started and kept (`{' '.join(args)}`)"
 
 
 def _sampled(results):

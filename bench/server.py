@@ -19,6 +19,18 @@ from harness.modwsgi import DAEMON_USER, ModWsgiServer, daemon_dir, get
 from harness.site import clean_environ
 from harness.waiting import poll
 
+# Apache's own children all started at once and all kept, as apache_conf's generated
+# configs do (StartServers x ThreadsPerChild = MaxSpareThreads = MaxRequestWorkers). With
+# mod_wsgi-express's defaults the event MPM starts one child and stops idle ones, and
+# connections that arrive in a burst while it starts or stops children are reset: wrk
+# counted them as read errors at the start of a run, and of every slice after its site
+# sat idle (32 connections at once in the wide shape).
+FRONT_END_ARGS = (
+    "--initial-workers", "1",
+    "--minimum-spare-workers", "0.25",
+    "--maximum-spare-workers", "1",
+)  # fmt: skip
+
 
 @dataclass
 class Counters:
@@ -39,7 +51,7 @@ class SiteUnderTest:
         self.psycopg = psycopg
         # mod_status: Apache's own count of requests served ("Total Accesses"), so that
         # statements per request divide by what the server did, in-flight ones included.
-        self.extra_args = ["--server-status", *extra_args]
+        self.extra_args = ["--server-status", *FRONT_END_ARGS, *extra_args]
         self.status_calls = 0
         self.bouncer = None
         self.server = None

@@ -484,3 +484,35 @@ def test_a_run_in_slices_sizes_the_cluster_for_every_site_up_at_once(tmp_path):
     assert Bench(_options(tmp_path, "--set", "performance")).max_connections() == 9 * 32 + 20
     prefork = _options(tmp_path, "--set", "performance", "--variant", "prefork")
     assert Bench(prefork).max_connections() == 200  # 9 x 2: the usual cluster is enough
+
+
+@pytest.mark.apache
+def test_bench_sites_start_every_apache_child_and_keep_them(tmp_path):
+    """A burst of new connections while the event MPM starts or stops children is reset
+    (wrk's read errors at a slice's start): the bench's front end starts them all at once
+    and keeps them, as apache_conf's generated configs do. Rendered by mod_wsgi-express
+    itself (``setup-server``: the same options as ``start-server``, nothing started)."""
+    import re
+    import subprocess
+
+    from bench.server import FRONT_END_ARGS
+    from harness.modwsgi import DAEMON_USER, ModWsgiServer
+
+    wide = NAMED_VARIANTS["wide"]
+    server = ModWsgiServer(
+        tmp_path, {}, processes=wide.processes, threads=wide.threads, extra_args=FRONT_END_ARGS
+    )
+    command = server.command()
+    command[1] = "setup-server"
+    command.remove("--startup-log")
+    command += ["--user", DAEMON_USER, "--group", DAEMON_USER]
+    subprocess.run(command, check=True, capture_output=True, timeout=60)
+    conf = (tmp_path / "server" / "httpd.conf").read_text()
+    # The event MPM's block as Apache reads it (the ONE_PROCESS one is for debugging).
+    event = conf.split("<IfModule mpm_event_module>", 1)[1]
+    block = event.split("<IfDefine !ONE_PROCESS>", 1)[1].split("</IfDefine>", 1)[0]
+    value = {k: int(v) for k, v in re.findall(r"^(\w+) (\d+)$", block, re.MULTILINE)}
+    assert value["StartServers"] * value["ThreadsPerChild"] >= value["MaxClients"], block
+    assert value["MaxSpareThreads"] >= value["MaxClients"], block
+    assert value["MinSpareThreads"] < value["MaxClients"], block  # no AH10159 at rest
+    assert value["MaxClients"] >= wide.clients
