@@ -23,7 +23,12 @@ from django.db.backends.postgresql.psycopg_any import is_psycopg3
 from django.utils.functional import cached_property
 
 from persistent_backend import deployment, liveness, pgbouncer, prepared, registry
-from persistent_backend.cursors import PersistentCursorDebugWrapper, PersistentCursorWrapper
+from persistent_backend.cursors import (
+    LendingCursorDebugWrapper,
+    LendingCursorWrapper,
+    PersistentCursorDebugWrapper,
+    PersistentCursorWrapper,
+)
 from persistent_backend.lending import LendingMixin
 from persistent_backend.options import KEEPALIVE_DEFAULTS, Options
 from persistent_backend.pinning import SessionMixin
@@ -34,22 +39,33 @@ from persistent_backend.returning import ReturnMixin
 logger = logging.getLogger("persistent_backend")
 
 
-def cheap_async_unsafe(method):
-    """Django's ``async_unsafe`` (same check, same error) without its cost per call.
+def refuse_async_context():
+    """Django's ``async_unsafe`` check (same condition, same error) without its cost.
 
     Django's asks ``asyncio.get_running_loop()``, which raises ``RuntimeError`` in the usual,
-    synchronous case: an exception per call. ``connect()`` runs once per request here, so
-    this asks ``asyncio._get_running_loop()`` (None when no loop runs) instead."""
+    synchronous case: an exception per call, per statement for ``create_cursor()``. This
+    asks ``asyncio._get_running_loop()`` (None when no loop runs) instead."""
+    if _get_running_loop() is not None and not os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE"):
+        raise SynchronousOnlyOperation(
+            "You cannot call this from an async context - use a thread or sync_to_async."
+        )
+
+
+def cheap_async_unsafe(method):
+    """Django's ``async_unsafe`` decorator, checking with ``refuse_async_context()``."""
 
     @functools.wraps(method)
     def inner(*args, **kwargs):
-        if _get_running_loop() is not None and not os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE"):
-            raise SynchronousOnlyOperation(
-                "You cannot call this from an async context - use a thread or sync_to_async."
-            )
+        refuse_async_context()
         return method(*args, **kwargs)
 
     return inner
+
+
+# Django's create_cursor() without its async_unsafe wrapper (the check is made cheaply).
+_django_create_cursor = getattr(
+    base.DatabaseWrapper.create_cursor, "__wrapped__", base.DatabaseWrapper.create_cursor
+)
 
 
 class DatabaseWrapper(LendingMixin, ReturnMixin, SessionMixin, base.DatabaseWrapper):
@@ -275,8 +291,9 @@ class DatabaseWrapper(LendingMixin, ReturnMixin, SessionMixin, base.DatabaseWrap
     def create_cursor(self, name=None):
         """Django's cursor; a named (server-side) one pins the unit of work.
 
-        Not wrapped in ``async_unsafe`` again: Django's ``create_cursor`` (called below)
-        is, and ``connect()`` is; a second check would cost an exception per cursor."""
+        Django's own is ``async_unsafe``; it is called without that wrapper, after the same
+        check made without an exception per statement (``refuse_async_context``)."""
+        refuse_async_context()
         if self.connection is not None and self._connection_pid not in (None, os.getpid()):
             # A fork() that skipped Python's at-fork hooks, or a transaction / pinned unit
             # of work inherited from the parent (whose statements must fail).
@@ -285,7 +302,7 @@ class DatabaseWrapper(LendingMixin, ReturnMixin, SessionMixin, base.DatabaseWrap
             else:
                 self._forget_inherited()
                 self.connect()
-        cursor = super().create_cursor(name)
+        cursor = _django_create_cursor(self, name)
         if name is not None:
             self.persistent_pin("server_side_cursor")  # WITH HOLD outside a transaction
         return cursor
@@ -310,11 +327,16 @@ class DatabaseWrapper(LendingMixin, ReturnMixin, SessionMixin, base.DatabaseWrap
                     self.close()
 
     def make_cursor(self, cursor):
-        """Django's cursor wrapper with the move-before-sending rule (cursors.py)."""
+        """Django's cursor wrapper with the move-before-sending rule (cursors.py); one that
+        lends after each statement if the store lends per transaction (lending.py)."""
+        if self.persistent_lending:
+            return LendingCursorWrapper(cursor, self)
         return PersistentCursorWrapper(cursor, self)
 
     def make_debug_cursor(self, cursor):
         """The same for ``DEBUG`` (queries logged)."""
+        if self.persistent_lending:
+            return LendingCursorDebugWrapper(cursor, self)
         return PersistentCursorDebugWrapper(cursor, self)
 
     @cached_property

@@ -88,21 +88,6 @@ class RetryMixin:
             db.persistent_statement_failed(refusal)
             raise
 
-    def execute(self, sql, params=None):
-        """Django's ``execute()``; with lend "transaction" the connection goes back once it is
-        at rest."""
-        result = super().execute(sql, params)
-        if self.db.persistent_lending:
-            self.db.persistent_lend()  # results are in the cursor: lend if at rest
-        return result
-
-    def executemany(self, sql, param_list):
-        """Django's ``executemany()``, lending like ``execute()``."""
-        result = super().executemany(sql, param_list)
-        if self.db.persistent_lending:
-            self.db.persistent_lend()
-        return result
-
     def callproc(self, procname, params=None, kparams=None):
         """A stored procedure pins the unit of work: its effects cannot be classified."""
         db = self.db
@@ -112,9 +97,38 @@ class RetryMixin:
         return super().callproc(procname, params, kparams)
 
 
+class LendMixin:
+    """``execute()``/``executemany()`` of a wrapper whose store lends per transaction: the
+    connection goes back once the statement's results are in the cursor and it is at rest.
+    Only such wrappers' cursors have it (``DatabaseWrapper.make_cursor``): the others pay
+    no frame per statement for it."""
+
+    def execute(self, sql, params=None):
+        """Django's ``execute()``, then lend if at rest."""
+        result = super().execute(sql, params)
+        if self.db.persistent_lending:
+            self.db.persistent_lend()
+        return result
+
+    def executemany(self, sql, param_list):
+        """Django's ``executemany()``, lending like ``execute()``."""
+        result = super().executemany(sql, param_list)
+        if self.db.persistent_lending:
+            self.db.persistent_lend()
+        return result
+
+
 class PersistentCursorWrapper(RetryMixin, CursorWrapper):
     """The cursor wrapper of kept connections."""
 
 
 class PersistentCursorDebugWrapper(RetryMixin, CursorDebugWrapper):
     """The cursor wrapper of kept connections under ``DEBUG``."""
+
+
+class LendingCursorWrapper(LendMixin, PersistentCursorWrapper):
+    """The cursor wrapper of connections lent per transaction."""
+
+
+class LendingCursorDebugWrapper(LendMixin, PersistentCursorDebugWrapper):
+    """The same under ``DEBUG``."""

@@ -233,8 +233,14 @@ class Checks:
             self._poller.register(fd, select.POLLIN | select.POLLPRI)
 
     def transaction_status(self):
-        """``transaction_status(raw)`` (after a ROLLBACK or a reset; not per statement)."""
-        return transaction_status(self.raw)
+        """``PQtransactionStatus`` as an int (no I/O); UNKNOWN if it cannot be read. libpq
+        answers UNKNOWN for a connection it reports as bad, so IDLE also means usable."""
+        try:
+            if self._psycopg3:
+                return int(self.raw.pgconn.transaction_status)
+            return self.raw.get_transaction_status()
+        except Exception:
+            return TRANSACTION_UNKNOWN
 
     def status(self):
         """The transaction status, or None when libpq reports the connection as bad (no
@@ -253,12 +259,19 @@ class Checks:
 
     def in_transaction(self):
         """Is the session inside a transaction block (or its status unknown)? No I/O."""
-        try:
-            if self._psycopg3:
-                return self.raw.pgconn.transaction_status != TRANSACTION_IDLE
-            return self.raw.get_transaction_status() != TRANSACTION_IDLE
-        except Exception:
-            return True  # unknown: treated as a transaction (nothing moves)
+        return self.transaction_status() != TRANSACTION_IDLE  # unknown: nothing moves
+
+    def socket_quiet(self):
+        """Nothing waits on the socket (a zero-timeout ``poll()``): the common case. False
+        (readable, or the poll failed): ``probe()`` says whether it is still alive."""
+        if self._pollfd_ref is not None:
+            return _POLL(self._pollfd_ref, 1, 0) == 0  # -1, an error: not quiet
+        if self._poller is not None:
+            try:
+                return not self._poller.poll(0)
+            except OSError:
+                return False
+        return False
 
     def probe(self):
         """Zero-round-trip verdict for an idle connection (status, transaction, socket)."""
@@ -267,16 +280,9 @@ class Checks:
             return Verdict(False, "broken", "libpq reports the connection as bad")
         if tx not in TRANSACTION_STATES_AT_REST:
             return Verdict(False, "broken", f"transaction status {tx}")
-        if self._pollfd_ref is not None:
-            if _POLL(self._pollfd_ref, 1, 0) == 0:
-                return ALIVE  # nothing to read: the common case (-1, an error: the slow way)
-        elif self._poller is not None:
-            try:
-                if not self._poller.poll(0):
-                    return ALIVE
-            except OSError:
-                pass  # the slow way says why
-        return socket_verdict(fileno(self.raw), self.ssl)
+        if self.socket_quiet():
+            return ALIVE
+        return socket_verdict(fileno(self.raw), self.ssl)  # the slow way says why
 
 
 def ping(raw, is_psycopg3):

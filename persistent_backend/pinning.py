@@ -95,7 +95,14 @@ class SessionMixin:
         if record is None or record.raw is not self.connection:
             return None  # not a kept connection: Django's behaviour, nothing to count
         checks = record.checks
-        in_transaction = self.in_atomic_block or not self.autocommit or checks.in_transaction()
+        # One read of libpq's state: IDLE is no transaction and (libpq answers UNKNOWN for
+        # a connection it reports as bad) a usable connection, so a probe needs only the
+        # socket after it.
+        in_transaction = (
+            self.in_atomic_block
+            or not self.autocommit
+            or checks.transaction_status() != liveness.TRANSACTION_IDLE
+        )
         # Why the statement could not move if its connection were lost (None: it can).
         if not record.store.options.retry:
             refusal = "disabled"
@@ -107,10 +114,12 @@ class SessionMixin:
             refusal = "pinned"
         else:
             refusal = None
-            if not checks.probe().alive:
-                self._persistent_move_if_dead(cursor_wrapper)
+            if not checks.socket_quiet():
+                self._persistent_move_if_dead(cursor_wrapper)  # probe() decides
         if type(sql) is str:
-            effect = sessionstate.classify(sql, in_transaction)
+            effect = sessionstate.cached((sql, in_transaction)) or sessionstate.classify(
+                sql, in_transaction
+            )
         else:
             text = sessionstate.text_of(sql, self.connection)
             if text is None:

@@ -71,6 +71,9 @@ _FIRST_WORD = re.compile(r"[\s(]*([a-z_]+)")
 _DOLLAR_TAG = re.compile(r"\$([A-Za-z_\x80-\uffff][\w\x80-\uffff]*)?\$")
 _CACHE_SIZE = 2048
 _cache = {}
+# The hot path's lookup, ``cached((sql, in_transaction))``: an Effect, or None when
+# ``classify()`` has not seen the text yet (it fills the cache). No call of its own.
+cached = _cache.get
 
 
 def scan(sql):
