@@ -134,6 +134,8 @@ system_packages() {
   if [ "$COMMAND" = bench ] || [ "$COMMAND" = faults ] || [ "$COMMAND" = test ] || [ "$PGBOUNCER" -eq 1 ]; then
     wanted+=(pgbouncer)
   fi
+  # python -m bench.instructions counts instructions per request under callgrind.
+  if [ "$COMMAND" = bench ] || [ "$COMMAND" = test ]; then wanted+=(valgrind); fi
   command -v dpkg-query >/dev/null || die "this script needs Debian/Ubuntu (dpkg/apt): install ${wanted[*]} by hand"
   local missing=()
   for pkg in "${wanted[@]}"; do

@@ -3,7 +3,8 @@
 ``bench/published/`` holds the runs the docs quote: ``results.json`` (with ``results.md``
 and ``results.png``) of a full ``./deploy.sh bench``, ``micro.json`` of
 ``python -m bench.micro``, ``prepared.json`` of ``python -m bench.prepared``,
-``request_cost.json`` of ``python -m bench.request_cost``, ``faults.md`` of
+``request_cost.json`` of ``python -m bench.request_cost``, ``instructions.json`` of
+``python -m bench.instructions``, ``faults.md`` of
 ``./deploy.sh faults``, and ``performance/`` (the same three files) of
 ``./deploy.sh bench --set performance --repeat 5``; the tuner's run lives in ``docs/tuning/``
 (``python -m bench.tune --docs-from``). Every figure in README.md and docs/*.md sits
@@ -23,7 +24,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from bench import micro, prepared, report, request_cost
+from bench import instructions, micro, prepared, report, request_cost
 from bench.targets import format_lines
 from bench.tune import report as tune_report
 
@@ -92,6 +93,10 @@ def render_cost(published=PUBLISHED_DIR):
     return request_cost.render(json.loads((published / "request_cost.json").read_text()))
 
 
+def render_instructions(published=PUBLISHED_DIR):
+    return instructions.render(json.loads((published / "instructions.json").read_text()))
+
+
 def render_faults(published=PUBLISHED_DIR):
     """The fault run's file without its title line."""
     text = (published / FAULTS_FILE).read_text()
@@ -112,6 +117,7 @@ RENDERERS = {
     "micro": render_micro,
     "prepared": render_prepared,
     "cost": render_cost,
+    "instructions": render_instructions,
     "faults": render_faults,
     "tune": render_tune,
 }

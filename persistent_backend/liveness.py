@@ -205,7 +205,8 @@ def probe(raw, ssl=False):
 
 
 class Checks:
-    """``probe()``, ``status()`` and ``in_transaction()`` of one kept connection, bound once.
+    """``probe()``, ``status()``, ``transaction_status()`` and ``socket_quiet()`` of one kept
+    connection, bound once.
 
     The same answers as the module's functions, for the hot path: a kept connection is
     probed before every statement outside a transaction, so its driver is told apart and
