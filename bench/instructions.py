@@ -29,7 +29,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench.request_cost import BY_NAME, Config
+from bench.request_cost import BY_NAME, Config, workers_database
 from harness.site import REPO_DIR, clean_environ
 
 PUBLISHED = Path(__file__).resolve().parent / "published" / "instructions.json"
@@ -166,20 +166,13 @@ def main(argv=None):
             file=sys.stderr,
         )
         return 2
-    from bench.database import BenchDatabase
     from bench.machine import describe
     from bench.results import run_meta, write_published
 
     configs = [CONFIGS_BY_NAME[name] for name in args.only or CONFIGS_BY_NAME]
-    database = BenchDatabase()
-    work_dir = Path(tempfile.mkdtemp(prefix="bench-instructions-"))
     try:
-        database.start(work_dir)
-        site_env = {
-            **database.site_env(work_dir),
-            "DJANGO_PSYCOPG": os.environ.get("DJANGO_PSYCOPG", "2"),
-        }
-        results = measure(configs, site_env, args.requests, args.jobs)
+        with workers_database("bench-instructions-") as site_env:
+            results = measure(configs, site_env, args.requests, args.jobs)
     except subprocess.CalledProcessError as exc:
         print(
             f"bench.instructions: a worker failed under valgrind ({exc.returncode}): "
@@ -187,9 +180,6 @@ def main(argv=None):
             file=sys.stderr,
         )
         return 1
-    finally:
-        database.destroy()
-        shutil.rmtree(work_dir, ignore_errors=True)
     command = " ".join(["python -m bench.instructions", *(argv or sys.argv[1:])])
     data = {
         "meta": {

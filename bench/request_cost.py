@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +76,25 @@ COMPARISONS = (
 
 
 # -- the parent ------------------------------------------------------------------------
+@contextmanager
+def workers_database(prefix):
+    """The bench's own PostgreSQL while the block runs; yields the workers' site
+    environment (its database, and ``DJANGO_PSYCOPG`` as given, else psycopg2)."""
+    from bench.database import BenchDatabase
+
+    database = BenchDatabase()
+    work_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        database.start(work_dir)
+        yield {
+            **database.site_env(work_dir),
+            "DJANGO_PSYCOPG": os.environ.get("DJANGO_PSYCOPG", "2"),
+        }
+    finally:
+        database.destroy()
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
 class Worker:
     def __init__(self, config, site_env, threads, tree=REPO_DIR, name=None):
         self.config = config
@@ -266,20 +286,12 @@ def main(argv=None):
             file=sys.stderr,
         )
         return 2
-    from bench.database import BenchDatabase
     from bench.machine import describe
     from bench.results import run_meta, write_published
 
     names = [args.profile] if args.profile else args.only or list(BY_NAME)
     configs = [BY_NAME[name] for name in names]
-    database = BenchDatabase()
-    work_dir = Path(tempfile.mkdtemp(prefix="bench-cost-"))
-    try:
-        database.start(work_dir)
-        site_env = {
-            **database.site_env(work_dir),
-            "DJANGO_PSYCOPG": os.environ.get("DJANGO_PSYCOPG", "2"),
-        }
+    with workers_database("bench-cost-") as site_env:
 
         def start():
             return start_workers(configs, site_env, args.threads, args.against)
@@ -294,9 +306,6 @@ def main(argv=None):
             print(json.dumps(reply))
             return 0
         results = measure(start, args.rounds, args.requests)
-    finally:
-        database.destroy()
-        shutil.rmtree(work_dir, ignore_errors=True)
     configs_summary, comparisons = summarise(results, args.against)
     command = " ".join(["python -m bench.request_cost", *(argv or sys.argv[1:])])
     data = {
