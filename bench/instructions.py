@@ -42,12 +42,7 @@ CONFIGS = (
     Config("persistent-prefork-pool", "prefork", ENGINE, "pool", False),
 )
 CONFIGS_BY_NAME = {config.name: config for config in CONFIGS}
-# (config, baseline): the differences the docs quote, each against Django's own.
-COMPARISONS = (
-    ("persistent-prefork", "stock-prefork"),
-    ("persistent-prefork-thread", "stock-prefork"),
-    ("persistent-prefork-pool", "stock-prefork"),
-)
+BASELINE = "stock-prefork"  # every mode is compared with Django's own
 TOTALS = re.compile(r"^(?:totals|summary): *(\d+)", re.MULTILINE)
 
 
@@ -59,7 +54,7 @@ def totals(callgrind_out):
     return int(found[-1])
 
 
-def count(config, site_env, requests, tree=REPO_DIR):
+def count(config, site_env, requests):
     """Instructions of one worker process that serves ``requests`` requests after its
     warm-up, under callgrind (every thread counted)."""
     with tempfile.TemporaryDirectory(prefix="bench-instructions-") as tmp:
@@ -74,7 +69,7 @@ def count(config, site_env, requests, tree=REPO_DIR):
                 "bench.cost_worker",
                 "1",
             ],
-            cwd=tree,
+            cwd=REPO_DIR,
             env={**clean_environ(), **site_env, **config.env(), "PYTHONHASHSEED": "0"},
             input=f"run {requests}\n",
             stdout=subprocess.DEVNULL,
@@ -101,17 +96,17 @@ def measure(configs, site_env, requests, jobs):
 
 
 def compare(results):
-    """The differences of COMPARISONS between configurations that were counted."""
+    """Each counted mode of the backend against ``BASELINE``, if that was counted."""
     rows = []
-    for name, base in COMPARISONS:
-        if name in results and base in results:
-            mode = CONFIGS_BY_NAME[name].mode
-            ours, theirs = results[name]["per_request"], results[base]["per_request"]
+    for name in results:
+        mode = CONFIGS_BY_NAME[name].mode
+        if mode and BASELINE in results:
+            ours, theirs = results[name]["per_request"], results[BASELINE]["per_request"]
             rows.append(
                 {
                     "what": f"persistent_backend ({mode}) vs CONN_MAX_AGE=None",
                     "config": name,
-                    "baseline": base,
+                    "baseline": BASELINE,
                     "difference": ours - theirs,
                     "percent": 100 * (ours / theirs - 1),
                 }

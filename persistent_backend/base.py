@@ -10,7 +10,6 @@ An explicit ``close()`` still closes for real. Statements go through cursors.py 
 pinning.py (move only what was never sent; pin session state). See docs/guarantees.md.
 """
 
-import functools
 import logging
 import os
 import time
@@ -49,17 +48,6 @@ def refuse_async_context():
         raise SynchronousOnlyOperation(
             "You cannot call this from an async context - use a thread or sync_to_async."
         )
-
-
-def cheap_async_unsafe(method):
-    """Django's ``async_unsafe`` decorator, checking with ``refuse_async_context()``."""
-
-    @functools.wraps(method)
-    def inner(*args, **kwargs):
-        refuse_async_context()
-        return method(*args, **kwargs)
-
-    return inner
 
 
 # Django's create_cursor() without its async_unsafe wrapper (the check is made cheaply).
@@ -118,10 +106,10 @@ class DatabaseWrapper(LendingMixin, ReturnMixin, SessionMixin, base.DatabaseWrap
         return registry.store_for(self, create=create)
 
     # -- borrowing ----------------------------------------------------------------------
-    @cheap_async_unsafe
     def connect(self):
         """Borrow a kept connection (probed, no round trip) or open one with Django's
-        ``connect()``."""
+        ``connect()``. Refused in an async context, as Django's is."""
+        refuse_async_context()
         # lending.py: a unit of work that lent its connection borrows from the same store
         store = self.persistent_borrowing or self.persistent_store()
         if store is None:
